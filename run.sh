@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# espnet-pathways recipe: Multilingual LibriSpeech (real or synthetic mini-MLS) ->
+# dense multilingual streaming transducer trained by ESPnet -> per-language WER.
+#
+#   ./run.sh                                   # everything, on the demo mini-MLS (CPU)
+#   ./run.sh --mls_root /data/mls              # a real MLS copy
+#   ./run.sh --stage 12 --stop_stage 13        # decode and score again
+#   ./run.sh --help                            # stages and options
+#
+# Stage numbers keep ESPnet's asr.sh meaning; plugin stages come after 13.
+set -euo pipefail
+
+# ---------------------------------------------------------------- options
+stage=0                 # first stage to run
+stop_stage=13           # last stage to run
+langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
+mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
+train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
+corpus_size=demo        # mini-MLS size when no --mls_root: tiny | demo | full
+corpus_dir=             # where mini-MLS goes (default: corpus/<corpus_size>)
+seed=0                  # mini-MLS and training seed
+nj=2                    # parallel jobs for data synthesis, formatting, statistics
+min_sec=0.5             # stage 4: drop utterances shorter than this
+max_sec=20              # stage 4: drop utterances longer than this
+token_type=bpe          # bpe | char
+nbpe=300                # sentencepiece vocabulary size (token_type=bpe)
+bpemode=unigram         # sentencepiece model type
+train_config=conf/train_demo.yaml      # stage 11 ESPnet training config
+decode_config=conf/decode.yaml         # stage 12 ESPnet inference config
+decode_mode=streaming   # streaming | full (full-context decoding)
+decode_nj=2             # decoding processes run side by side
+inference_model=valid.loss.ave.pth     # checkpoint decoded in stage 12
+ngpu=0                  # GPUs for training/decoding
+data=data               # Kaldi data dirs
+dump=dump               # formatted data
+expdir=exp              # experiments, logs, results
+tag=                    # experiment tag (default: train config name)
+
+help_message=$(cat <<EOF
+Usage: $0 [--option value] ...
+
+Stages:
+  0   set-up: project venv with pinned packages, espeak-ng/sox (local/setup.sh)
+  1   data: mini-MLS synthesis (no --mls_root) and MLS -> Kaldi dirs (local/data_prep.py)
+  3   format: read every audio file, count and skip unreadable ones (local/format_data.py)
+  4   filter: drop too short / too long utterances (local/format_data.py)
+  5   tokens: one sentencepiece model over all languages (espnet2.bin.spm_train)
+  10  statistics for global mean/variance normalisation (ESPnet collect_stats)
+  11  train the dense multilingual streaming transducer (ESPnet asr_transducer_train)
+  12  decode every language's test set (ESPnet asr_transducer_inference)
+  13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
+
+Options (default):
+$(sed -n '/^# ------* options/,/^help_message/p' "$0" | grep -E '^[a-z_]+=' | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
+EOF
+)
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) echo "$help_message"; exit 0 ;;
+        --*=*) opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
+        --*)
+            name=${1#--}; name=${name//-/_}
+            if ! grep -qE "^${name}=" <(sed -n '/^# ------* options/,/^help_message/p' "$0"); then
+                echo "$0: unknown option --${1#--} (see --help)" >&2; exit 2
+            fi
+            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
+            printf -v "$name" '%s' "$2"; shift 2 ;;
+        *) echo "$0: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+for v in stage stop_stage nj decode_nj ngpu nbpe; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
+done
+if [ "$stage" -gt "$stop_stage" ]; then
+    echo "$0: --stage $stage is greater than --stop_stage $stop_stage" >&2; exit 2
+fi
+case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
+case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
+for f in train_config decode_config; do
+    [ -f "${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
+done
+
+cd "$(dirname "$0")"
+# shellcheck disable=SC1091
+. ./path.sh
+python=python3
+
+[ -n "$corpus_dir" ] || corpus_dir=corpus/$corpus_size
+[ -n "$tag" ] || tag=$(basename "${train_config%.*}")
+test_sets=$(for l in $langs; do printf '%s_test ' "$l"; done)
+dev_sets=$(for l in $langs; do printf '%s_dev ' "$l"; done)
+if [ "$token_type" = bpe ]; then token_tag=bpe${nbpe}; else token_tag=char; fi
+token_dir=$data/token_list/$token_tag
+bpemodel=$token_dir/bpe.model
+token_list=$token_dir/tokens.txt
+stats_dir=$expdir/asr_stats_$token_tag
+asr_exp=$expdir/asr_${tag}
+mkdir -p "$expdir/logs"
+stage_times=$expdir/stage_times.tsv
+
+run_stage() {  # run_stage N "description": true if stage N is selected, prints a header
+    [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+    echo "$(date '+%H:%M:%S') Stage $1: $2"
+    stage_start=$SECONDS
+}
+end_stage() {  # end_stage N: records the wall time of stage N
+    local took=$((SECONDS - stage_start))
+    printf '%s\t%s\t%s\n' "$1" "$took" "$(date -u +%FT%TZ)" >> "$stage_times"
+    echo "$(date '+%H:%M:%S') Stage $1 done in ${took}s"
+}
+
+# ---------------------------------------------------------------- stages
+if run_stage 0 "set-up (local/setup.sh)"; then
+    need_tools=true; [ -n "$mls_root" ] && need_tools=false
+    NEED_TOOLS=$need_tools local/setup.sh
+    . ./path.sh
+    end_stage 0
+fi
+
+if ! python3 -c 'import espnet2' 2>/dev/null; then
+    echo "$0: ESPnet is not installed in this environment; run stage 0 first (./run.sh --stage 0 --stop_stage 0)" >&2
+    exit 1
+fi
+
+if run_stage 1 "data preparation for: $langs"; then
+    if [ -z "$mls_root" ]; then
+        # No real MLS given: synthesise mini-MLS in MLS's own layout, then read it as MLS.
+        $python local/make_mini_mls.py --out "$corpus_dir" --langs ${langs// /,} \
+            --size "$corpus_size" --seed "$seed" --jobs "$nj"
+        src=$corpus_dir
+    else
+        src=$mls_root
+    fi
+    $python local/data_prep.py --mls_root "$src" --langs $langs --data "$data" \
+        ${train_subset:+--train_subset "$train_subset"}
+    end_stage 1
+fi
+
+if run_stage 3 "format: read and check audio of train, dev and test sets"; then
+    $python local/format_data.py format --data "$data" --out "$dump/raw/org" --nj "$nj" \
+        train dev $dev_sets $test_sets
+    end_stage 3
+fi
+
+if run_stage 4 "filter: keep utterances of ${min_sec}-${max_sec} s"; then
+    $python local/format_data.py filter --src "$dump/raw/org" --out "$dump/raw" \
+        --min_sec "$min_sec" --max_sec "$max_sec" train dev
+    # Test sets are never filtered: every test utterance is scored.
+    $python local/format_data.py filter --src "$dump/raw/org" --out "$dump/raw" \
+        --min_sec 0 --max_sec 1e9 $dev_sets $test_sets
+    end_stage 4
+fi
+
+if run_stage 5 "tokens: $token_tag over the training text of all languages"; then
+    $python local/make_tokens.py --text "$dump/raw/train/text" --out "$token_dir" \
+        --token_type "$token_type" --nbpe "$nbpe" --bpemode "$bpemode"
+    end_stage 5
+fi
+
+token_args=(--token_type "$token_type" --token_list "$token_list")
+[ "$token_type" = bpe ] && token_args+=(--bpemodel "$bpemodel")
+data_args() {  # data_args PREFIX SET: ESPnet's --<prefix>_data_path_and_name_and_type pairs
+    echo "--$1_data_path_and_name_and_type $dump/raw/$2/wav.scp,speech,sound"
+    echo "--$1_data_path_and_name_and_type $dump/raw/$2/text,text,text"
+}
+
+if run_stage 10 "statistics for global normalisation ($stats_dir)"; then
+    if [ -f "$stats_dir/train/feats_stats.npz" ]; then
+        echo "  $stats_dir exists: skipped"
+    else
+        log=$expdir/logs/stage10_stats.log
+        echo "  log: $log"
+        rm -rf "$stats_dir.tmp"
+        # shellcheck disable=SC2046
+        $python -m espnet_pathways.bin.asr_transducer_train --collect_stats true \
+            --use_preprocessor true "${token_args[@]}" \
+            --config "$train_config" --ngpu 0 --num_workers "$nj" \
+            $(data_args train train) $(data_args valid dev) \
+            --train_shape_file "$dump/raw/train/wav.scp" \
+            --valid_shape_file "$dump/raw/dev/wav.scp" \
+            --output_dir "$stats_dir.tmp" > "$log" 2>&1 \
+            || { echo "$0: stage 10 failed, see $log" >&2; tail -5 "$log" >&2; exit 1; }
+        for split in train valid; do  # text shapes carry the vocabulary size, as asr.sh does
+            awk -v N="$(wc -l < "$token_list")" '{ print $0 "," N }' \
+                "$stats_dir.tmp/$split/text_shape" > "$stats_dir.tmp/$split/text_shape.$token_tag"
+        done
+        mv "$stats_dir.tmp" "$stats_dir"
+    fi
+    end_stage 10
+fi
+
+if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; then
+    if [ -f "$asr_exp/$inference_model" ]; then
+        echo "  $asr_exp/$inference_model exists: skipped (remove it to train again)"
+    else
+        mkdir -p "$asr_exp"
+        log=$asr_exp/train.log
+        echo "  log: $log   (progress: grep 'epoch results' $log)"
+        # shellcheck disable=SC2046
+        $python -m espnet_pathways.bin.asr_transducer_train \
+            --use_preprocessor true "${token_args[@]}" \
+            --config "$train_config" --ngpu "$ngpu" --seed "$seed" \
+            --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
+            $(data_args train train) $(data_args valid dev) \
+            --train_shape_file "$stats_dir/train/speech_shape" \
+            --train_shape_file "$stats_dir/train/text_shape.$token_tag" \
+            --valid_shape_file "$stats_dir/valid/speech_shape" \
+            --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
+            --fold_length 80000 --fold_length 150 \
+            --resume true --output_dir "$asr_exp" > "$log" 2>&1 &
+        train_pid=$!
+        trap 'kill $train_pid 2>/dev/null' EXIT INT TERM
+        $python local/watch_training.py "$log" --pid "$train_pid" || true
+        wait "$train_pid" || { echo "$0: stage 11 failed, see $log" >&2; tail -5 "$log" >&2; exit 1; }
+        trap - EXIT INT TERM
+    fi
+    end_stage 11
+fi
+
+decode_dir=$asr_exp/decode_${decode_mode}_$(basename "${decode_config%.*}")
+if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
+    [ -f "$asr_exp/$inference_model" ] || { echo "$0: stage 12 needs $asr_exp/$inference_model: run stage 11 first" >&2; exit 1; }
+    stream_args=()
+    # --streaming takes any non-empty string as true: pass it only when streaming.
+    [ "$decode_mode" = streaming ] && stream_args=(--streaming true)
+    pids=()
+    for set in $test_sets; do
+        out=$decode_dir/$set
+        if [ -f "$out/1best_recog/text" ]; then echo "  $set: decoded already"; continue; fi
+        while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do sleep 1; done
+        echo "  $set: decoding ($(wc -l < "$dump/raw/$set/wav.scp") utterances), log: $out.log"
+        mkdir -p "$decode_dir"
+        ( $python -m espnet_pathways.bin.asr_transducer_inference --ngpu "$ngpu" \
+            --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
+            --asr_train_config "$asr_exp/config.yaml" \
+            --asr_model_file "$asr_exp/$inference_model" \
+            --config "$decode_config" "${stream_args[@]}" \
+            --output_dir "$out.tmp" > "$out.log" 2>&1 && rm -rf "$out" && mv "$out.tmp" "$out" ) &
+        pids+=($!)
+    done
+    failed=0
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    [ $failed = 0 ] || { echo "$0: stage 12: a decoding job failed, see $decode_dir/*.log" >&2; exit 1; }
+    end_stage 12
+fi
+
+if run_stage 13 "score WER/CER per language -> $asr_exp/RESULTS.md"; then
+    $python local/score.py --decode_dir "$decode_dir" --ref_dir "$dump/raw" \
+        --sets $test_sets --out "$asr_exp/RESULTS.md" \
+        --title "$tag, $decode_mode decoding, $inference_model"
+    end_stage 13
+fi
+
+echo "$(date '+%H:%M:%S') run.sh: stages $stage-$stop_stage finished"
