@@ -1,0 +1,350 @@
+"""Magnitude pruning rules, sparsity schedules and LTH rewinding on any ``nn.Module``.
+
+Rules make masks (:func:`magnitude_prune`, :func:`rerank`, :func:`adaptive_update_`);
+schedules say when and how far (:class:`CubicSchedule`, :class:`FixedFractionSchedule`,
+:class:`AdaptiveSchedule`); :func:`rewind_` is the Lottery-Ticket reset.  The two never
+import each other's state: a trainer asks the schedule for the sparsity at step t and
+hands it to the rule.
+
+Keep counts are exact: per tensor ``round((1 - s) * numel)`` (``round`` is Python's,
+halves to even), globally ``round((1 - s) * total)``.  Ties in |θ| are broken by position:
+the lower flat index (and, globally, the earlier tensor in name order) is kept.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from espnet_pathways.masks import MaskSet, prunable_names
+
+GLOBAL = "<global>"
+"""Key of :attr:`PruneResult.shortfall` for a global-scope selection."""
+
+
+def check_sparsity(value: float, option: str = "sparsity") -> float:
+    """Return ``value`` as float if it lies in [0, 1), else raise a one-line ``ValueError``."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option} must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= s < 1.0:
+        raise ValueError(f"{option} must be in [0, 1), got {value!r}")
+    return s
+
+
+def keep_count(numel: int, sparsity: float) -> int:
+    """Number of elements kept at ``sparsity``: ``round((1 - s) * numel)``."""
+    return round((1.0 - check_sparsity(sparsity)) * numel)
+
+
+@dataclass
+class PruneResult:
+    """New masks, and where a candidate region held fewer elements than the keep count.
+
+    ``shortfall[name] = (region_size, keep_count)``: the whole region was kept, so that
+    tensor's sparsity is above the target.  The key is :data:`GLOBAL` for global scope.
+    """
+
+    masks: MaskSet
+    shortfall: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _weights(source: nn.Module | Mapping[str, Tensor], names: Iterable[str]) -> dict[str, Tensor]:
+    params = dict(source.named_parameters()) if isinstance(source, nn.Module) else dict(source)
+    out = {}
+    for n in names:
+        if n not in params:
+            raise ValueError(f"no weight named {n!r}")
+        out[n] = params[n].detach()
+    return out
+
+
+def _scores(name: str, w: Tensor, region: Tensor | None) -> Tensor:
+    s = w.abs().float().reshape(-1)
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError(f"weight {name!r} has non-finite values; cannot rank by magnitude")
+    if region is not None:
+        if tuple(region.shape) != tuple(w.shape):
+            raise ValueError(f"candidates {name!r} has shape {tuple(region.shape)}, the weight's is {tuple(w.shape)}")
+        s.masked_fill_(~region.to(s.device).reshape(-1), -1.0)
+    return s
+
+
+def _top_k(scores: Tensor, k: int) -> Tensor:
+    """Bool mask of the k largest scores; ties go to the lower index."""
+    n = scores.numel()
+    if k >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    thr = scores.kthvalue(n - k + 1).values  # k-th largest
+    keep = scores > thr
+    tie = scores == thr
+    keep |= tie & (tie.cumsum(0) <= k - int(keep.sum()))
+    return keep
+
+
+def _select(
+    weights: dict[str, Tensor], keep: dict[str, int] | int, candidates: MaskSet | None
+) -> PruneResult:
+    """Keep the top-|θ| elements: ``keep`` per tensor (dict) or over all tensors (int)."""
+    if candidates is not None:
+        missing = [n for n in weights if n not in candidates]
+        if missing:
+            raise ValueError(f"candidates: no mask for {missing[0]!r}")
+    regions = {n: (candidates[n] if candidates is not None else None) for n in weights}
+    shortfall: dict[str, tuple[int, int]] = {}
+    masks: dict[str, Tensor] = {}
+    if isinstance(keep, dict):
+        for n, w in weights.items():
+            s = _scores(n, w, regions[n])
+            k = keep[n]
+            if regions[n] is not None:
+                size = int(regions[n].sum())
+                if size < k:
+                    shortfall[n] = (size, k)
+                    k = size
+            masks[n] = _top_k(s, k).view(w.shape).to(w.device)
+        return PruneResult(MaskSet(masks), shortfall)
+    if not weights:
+        return PruneResult(MaskSet({}), shortfall)
+    device = next(iter(weights.values())).device
+    scores = torch.cat([_scores(n, w, regions[n]).to(device) for n, w in weights.items()])
+    k = keep
+    if candidates is not None:
+        size = int((scores >= 0).sum())
+        if size < k:
+            shortfall[GLOBAL] = (size, k)
+            k = size
+    flat = _top_k(scores, k)
+    for (n, w), part in zip(weights.items(), torch.split(flat, [w.numel() for w in weights.values()])):
+        masks[n] = part.view(w.shape).to(w.device)
+    return PruneResult(MaskSet(masks), shortfall)
+
+
+def _positive_int(value: object, option: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in ("tensor", "global"):
+        raise ValueError(f"scope must be 'tensor' or 'global', got {scope!r}")
+
+
+def magnitude_prune(
+    weights: nn.Module | Mapping[str, Tensor],
+    sparsity: float,
+    *,
+    names: Iterable[str] | None = None,
+    scope: str = "tensor",
+    candidates: MaskSet | None = None,
+) -> PruneResult:
+    """Masks keeping the largest |θ| at ``sparsity``.
+
+    ``names`` default to ``candidates.names``, else :func:`prunable_names` of a module.
+    ``scope="tensor"`` keeps ``round((1-s)·n)`` per tensor; ``"global"`` ranks all tensors
+    together and keeps ``round((1-s)·N)`` in total.  With ``candidates`` only elements
+    inside the region are ranked (sparsity is still measured against the full tensor); IMP
+    passes its current mask so pruned weights cannot return, Dynamic ASR Pathways passes
+    c_z.  If a region is smaller than the keep count, all of it is kept and
+    :attr:`PruneResult.shortfall` says so.
+    """
+    s = check_sparsity(sparsity)
+    _check_scope(scope)
+    if names is None:
+        if candidates is not None:
+            names = candidates.names
+        elif isinstance(weights, nn.Module):
+            names = prunable_names(weights)
+        else:
+            names = list(weights)
+    w = _weights(weights, names)
+    if not w:
+        raise ValueError("magnitude_prune: no tensors to prune (pass names=...)")
+    if scope == "tensor":
+        keep: dict[str, int] | int = {n: round((1.0 - s) * t.numel()) for n, t in w.items()}
+    else:
+        keep = round((1.0 - s) * sum(t.numel() for t in w.values()))
+    return _select(w, keep, candidates)
+
+
+def rerank(
+    weights: nn.Module | Mapping[str, Tensor],
+    masks: MaskSet,
+    *,
+    candidates: MaskSet | None = None,
+    scope: str = "tensor",
+) -> PruneResult:
+    """Re-rank ``masks`` by magnitude at their current sparsity (exact kept counts).
+
+    Per tensor (``scope="tensor"``) each tensor keeps as many elements as ``masks`` keeps
+    there; globally the total count is kept.  Ranking runs over ``candidates`` (default:
+    the whole tensor), so a pruned weight whose magnitude grew can come back.
+    """
+    _check_scope(scope)
+    w = _weights(weights, masks.names)
+    keep: dict[str, int] | int = masks.kept_per_tensor() if scope == "tensor" else masks.kept()
+    return _select(w, keep, candidates)
+
+
+def adaptive_update_(
+    model: nn.Module,
+    masks: MaskSet,
+    *,
+    sparsity: float | None = None,
+    candidates: MaskSet | None = None,
+    scope: str = "tensor",
+) -> PruneResult:
+    """Adaptive masking step: re-rank, then prune softly (zero the weights outside the new mask).
+
+    ``sparsity=None`` re-ranks at the current kept counts (every n steps); a value prunes
+    one step further along the schedule (every T steps).  Nothing is frozen: zeroed weights
+    stay trainable and can return at the next re-rank if they grow.
+    """
+    if sparsity is None:
+        result = rerank(model, masks, candidates=candidates, scope=scope)
+    else:
+        result = magnitude_prune(model, sparsity, names=masks.names, scope=scope, candidates=candidates)
+    result.masks.apply_(model)
+    return result
+
+
+@torch.no_grad()
+def rewind_(
+    model: nn.Module,
+    theta0: Mapping[str, Tensor],
+    masks: MaskSet,
+    *,
+    rewind_unmasked: bool = True,
+) -> None:
+    """Lottery-Ticket rewinding in place: survivors ← θ₀ exactly, pruned ← 0.
+
+    ``theta0`` is a state dict (the dense model or an early checkpoint).  Parameters
+    without a mask (biases, norms, ...) are reset to θ₀ as well unless
+    ``rewind_unmasked=False``.
+    """
+    params = dict(model.named_parameters())
+    masks.check_compatible(model)
+    names = list(params) if rewind_unmasked else masks.names
+    for n in names:
+        if n not in theta0:
+            raise ValueError(f"theta0 has no tensor {n!r}")
+        if tuple(theta0[n].shape) != tuple(params[n].shape):
+            raise ValueError(
+                f"theta0 tensor {n!r} has shape {tuple(theta0[n].shape)}, the model's is {tuple(params[n].shape)}"
+            )
+    for n in names:
+        p = params[n]
+        p.copy_(theta0[n])
+        if n in masks:
+            p.masked_fill_(~masks[n].to(p.device), 0)
+
+
+class _RoundSchedule:
+    """Sparsity rising in rounds of ``interval`` steps: round k starts at step k·interval.
+
+    Step 0 is at ``initial_sparsity`` (round 0, set up before training); prune events
+    happen at steps T, 2T, ..., num_rounds·T; from then on the sparsity is final.
+    """
+
+    def __init__(self, final_sparsity: float, initial_sparsity: float, interval: int):
+        self.final = check_sparsity(final_sparsity, "final_sparsity")
+        self.initial = check_sparsity(initial_sparsity, "initial_sparsity")
+        if self.initial > self.final:
+            raise ValueError(f"initial_sparsity ({self.initial}) must not exceed final_sparsity ({self.final})")
+        self.interval = _positive_int(interval, "interval")
+        self.num_rounds = 0
+
+    def sparsity_at_round(self, k: int) -> float:
+        raise NotImplementedError
+
+    def sparsity_at(self, step: int) -> float:
+        """Target sparsity in force at training step ``step`` (≥ 0)."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return self.sparsity_at_round(step // self.interval)
+
+    def is_prune_step(self, step: int) -> bool:
+        """True at steps T, 2T, ..., num_rounds·T."""
+        return step > 0 and step % self.interval == 0 and step // self.interval <= self.num_rounds
+
+    @property
+    def last_prune_step(self) -> int:
+        return self.num_rounds * self.interval
+
+
+class CubicSchedule(_RoundSchedule):
+    """Zhu & Gupta (2017): s_k = s_f + (s_i − s_f)(1 − k/N)³ at step t = k·T, k = 0..N."""
+
+    def __init__(self, final_sparsity: float, *, interval: int, num_rounds: int, initial_sparsity: float = 0.0):
+        super().__init__(final_sparsity, initial_sparsity, interval)
+        self.num_rounds = _positive_int(num_rounds, "num_rounds")
+
+    def sparsity_at_round(self, k: int) -> float:
+        k = min(max(k, 0), self.num_rounds)
+        return self.final + (self.initial - self.final) * (1.0 - k / self.num_rounds) ** 3
+
+    def __repr__(self) -> str:
+        return f"CubicSchedule({self.initial}->{self.final}, T={self.interval}, N={self.num_rounds})"
+
+
+class FixedFractionSchedule(_RoundSchedule):
+    """IMP rounds: prune ``fraction`` of the remaining weights each round, the last one clipped.
+
+    s_k = min(s_f, 1 − (1 − s_i)(1 − p)^k); ``num_rounds`` is the first k reaching s_f.
+    """
+
+    def __init__(self, final_sparsity: float, *, fraction: float, interval: int, initial_sparsity: float = 0.0):
+        super().__init__(final_sparsity, initial_sparsity, interval)
+        if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+        self.fraction = float(fraction)
+        k = 0
+        while self._raw(k) < self.final - 1e-12:
+            k += 1
+        self.num_rounds = k
+
+    def _raw(self, k: int) -> float:
+        return 1.0 - (1.0 - self.initial) * (1.0 - self.fraction) ** k
+
+    def sparsity_at_round(self, k: int) -> float:
+        k = max(k, 0)
+        return self.final if k >= self.num_rounds else self._raw(k)
+
+    def __repr__(self) -> str:
+        return f"FixedFractionSchedule({self.initial}->{self.final}, p={self.fraction}, T={self.interval}, N={self.num_rounds})"
+
+
+class AdaptiveSchedule:
+    """Adaptive masking timing: prune along ``schedule`` every T steps, re-rank every n < T steps.
+
+    Re-rank steps are the positive multiples of n that are not prune steps (a prune step
+    re-ranks anyway).  They continue after the last prune; a trainer that wants a fixed
+    final mask stops asking.
+    """
+
+    def __init__(self, schedule: _RoundSchedule, rerank_interval: int):
+        rerank_interval = _positive_int(rerank_interval, "rerank_interval")
+        if rerank_interval >= schedule.interval:
+            raise ValueError(
+                f"rerank_interval (n={rerank_interval}) must be smaller than the prune interval "
+                f"(T={schedule.interval})"
+            )
+        self.schedule = schedule
+        self.rerank_interval = rerank_interval
+
+    def sparsity_at(self, step: int) -> float:
+        return self.schedule.sparsity_at(step)
+
+    def is_prune_step(self, step: int) -> bool:
+        return self.schedule.is_prune_step(step)
+
+    def is_rerank_step(self, step: int) -> bool:
+        return step > 0 and step % self.rerank_interval == 0 and not self.schedule.is_prune_step(step)

@@ -1,0 +1,144 @@
+"""Invariant 2: a step leaves everything outside its trainable region bit-identical."""
+
+import pytest
+import torch
+from torch import nn
+
+from espnet_pathways.masks import MaskSet
+from espnet_pathways.optim import PathwayGuard, mask_grads_
+
+NAMES = ("0.weight", "2.weight")
+OPTIMIZERS = {
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2),
+    "adam_l2_amsgrad": lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-2, amsgrad=True),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+    "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-3),
+}
+SCHEDULE = ["en", "fr", "en", "en", "fr", "fr"]
+
+
+def _setup(opt_name):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(1)
+    regions = {lang: MaskSet({n: torch.rand(params[n].shape, generator=g) < 0.5 for n in NAMES}) for lang in ("en", "fr")}
+    return model, regions, OPTIMIZERS[opt_name](model.parameters())
+
+
+def _accumulate(model, seed, micro_batches=2):
+    """Plain dense forward, so every gradient is non-zero: the worst case for the guard."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(micro_batches):
+        x, y = torch.randn(5, 6, generator=g), torch.randn(5, 3, generator=g)
+        (nn.functional.mse_loss(model(x), y) / micro_batches).backward()
+
+
+def _state_of(opt, p):
+    return {k: v.clone() for k, v in opt.state.get(p, {}).items() if torch.is_tensor(v) and v.shape == p.shape}
+
+
+def _run(opt_name, *, guard: bool, mask: bool, scaler=None):
+    """Alternate languages; yield (lang, region, before, after) per step."""
+    model, regions, opt = _setup(opt_name)
+    if guard:
+        guard = PathwayGuard(opt, model)
+    params = dict(model.named_parameters())
+    for i, lang in enumerate(SCHEDULE):
+        region = regions[lang]
+        opt.zero_grad()
+        if scaler is None:
+            _accumulate(model, seed=i)
+        else:
+            g = torch.Generator().manual_seed(i)
+            for _ in range(2):
+                x, y = torch.randn(5, 6, generator=g), torch.randn(5, 3, generator=g)
+                scaler.scale(nn.functional.mse_loss(model(x), y) / 2).backward()
+            scaler.unscale_(opt)
+        if mask:
+            mask_grads_(model, region)
+            expected = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params.values()]))
+            norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.05)
+            assert torch.allclose(norm, expected)  # clipping sees only what the step uses
+        else:
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.05)
+        before = {n: (p.detach().clone(), _state_of(opt, p)) for n, p in params.items()}
+        if guard:
+            guard.region = region
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
+        after = {n: (p.detach().clone(), _state_of(opt, p)) for n, p in params.items()}
+        yield lang, region, before, after
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_guarded_step_leaves_outside_bit_identical(opt_name):
+    for lang, region, before, after in _run(opt_name, guard=True, mask=True):
+        for n, (p_after, st_after) in after.items():
+            p_before, st_before = before[n]
+            if n not in region:  # shared parameter (bias): trainable
+                assert not torch.equal(p_after, p_before)
+                continue
+            out, inside = ~region[n], region[n]
+            assert torch.equal(p_after[out], p_before[out]), (lang, n)
+            assert not torch.equal(p_after[inside], p_before[inside]), (lang, n)
+            assert st_after, "optimizer state expected"
+            for k, v in st_after.items():
+                old = st_before.get(k, torch.zeros_like(v))  # a state born in this step
+                assert torch.equal(v[out], old[out]), (lang, n, k)
+                assert not torch.equal(v[inside], old[inside]), (lang, n, k)
+
+
+def test_guard_through_grad_scaler():
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for _, region, before, after in _run("adamw", guard=True, mask=True, scaler=scaler):
+        for n in NAMES:
+            out = ~region[n]
+            assert torch.equal(after[n][0][out], before[n][0][out])
+            for k, v in after[n][1].items():
+                assert torch.equal(v[out], before[n][1].get(k, torch.zeros_like(v))[out])
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "adamw", "sgd_momentum"])
+def test_negative_control_zero_grads_are_not_enough(opt_name):
+    """Without the guard, masked gradients still let momentum / weight decay move outside weights."""
+    moved = False
+    for _, region, before, after in _run(opt_name, guard=False, mask=True):
+        for n in NAMES:
+            out = ~region[n]
+            moved |= not torch.equal(after[n][0][out], before[n][0][out])
+    assert moved
+
+
+def test_negative_control_plain_step_moves_outside():
+    _, region, before, after = next(_run("adam", guard=False, mask=False))
+    assert not torch.equal(after["0.weight"][0][~region["0.weight"]], before["0.weight"][0][~region["0.weight"]])
+
+
+def test_guard_region_api():
+    model, regions, opt = _setup("adam")
+    guard = PathwayGuard(opt, model)
+    assert guard.region is None
+    with guard.trainable(regions["en"]):
+        assert guard.region is regions["en"]
+        with guard.trainable(None):  # no-op guard
+            _accumulate(model, 0)
+            w = model[0].weight.detach().clone()
+            opt.step()
+            assert not torch.equal(model[0].weight[~regions["en"]["0.weight"]], w[~regions["en"]["0.weight"]])
+        assert guard.region is regions["en"]
+    assert guard.region is None
+    with pytest.raises(ValueError, match=r"'9\.weight' is not a parameter"):
+        guard.region = MaskSet({"9.weight": torch.ones(2, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"'0\.weight' has shape"):
+        guard.region = MaskSet({"0.weight": torch.ones(2, dtype=torch.bool)})
+    guard.region = regions["fr"]
+    guard.remove()
+    opt.zero_grad()
+    _accumulate(model, 1)
+    w = model[0].weight.detach().clone()
+    opt.step()  # hooks removed: outside moves again
+    assert not torch.equal(model[0].weight[~regions["fr"]["0.weight"]], w[~regions["fr"]["0.weight"]])
