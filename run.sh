@@ -36,6 +36,9 @@ dump=dump               # formatted data
 expdir=exp              # experiments, logs, results
 tag=                    # experiment tag (default: train config name)
 
+options() {  # the option lines above, as "name=default  # help"
+    sed -n '/^# -* options/,/^options()/p' "$0" | grep -E "^[a-z_]+="
+}
 help_message=$(cat <<EOF
 Usage: $0 [--option value] ...
 
@@ -44,14 +47,14 @@ Stages:
   1   data: mini-MLS synthesis (no --mls_root) and MLS -> Kaldi dirs (local/data_prep.py)
   3   format: read every audio file, count and skip unreadable ones (local/format_data.py)
   4   filter: drop too short / too long utterances (local/format_data.py)
-  5   tokens: one sentencepiece model over all languages (espnet2.bin.spm_train)
+  5   tokens: one sentencepiece model over all languages (local/make_tokens.py)
   10  statistics for global mean/variance normalisation (ESPnet collect_stats)
   11  train the dense multilingual streaming transducer (ESPnet asr_transducer_train)
   12  decode every language's test set (ESPnet asr_transducer_inference)
   13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
 
 Options (default):
-$(sed -n '/^# ------* options/,/^help_message/p' "$0" | grep -E '^[a-z_]+=' | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
+$(options | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
 EOF
 )
 
@@ -61,7 +64,7 @@ while [ $# -gt 0 ]; do
         --*=*) opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
         --*)
             name=${1#--}; name=${name//-/_}
-            if ! grep -qE "^${name}=" <(sed -n '/^# ------* options/,/^help_message/p' "$0"); then
+            if ! options | grep -qE "^${name}="; then
                 echo "$0: unknown option --${1#--} (see --help)" >&2; exit 2
             fi
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
@@ -127,7 +130,7 @@ fi
 if run_stage 1 "data preparation for: $langs"; then
     if [ -z "$mls_root" ]; then
         # No real MLS given: synthesise mini-MLS in MLS's own layout, then read it as MLS.
-        $python local/make_mini_mls.py --out "$corpus_dir" --langs ${langs// /,} \
+        $python local/make_mini_mls.py --out "$corpus_dir" --langs $langs \
             --size "$corpus_size" --seed "$seed" --jobs "$nj"
         src=$corpus_dir
     else
@@ -232,7 +235,7 @@ if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
         while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do sleep 1; done
         echo "  $set: decoding ($(wc -l < "$dump/raw/$set/wav.scp") utterances), log: $out.log"
         mkdir -p "$decode_dir"
-        ( $python -m espnet_pathways.bin.asr_transducer_inference --ngpu "$ngpu" \
+        ( $python -m espnet2.bin.asr_transducer_inference --ngpu "$ngpu" \
             --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
             --asr_train_config "$asr_exp/config.yaml" \
             --asr_model_file "$asr_exp/$inference_model" \

@@ -1,0 +1,73 @@
+"""The recipe as a user runs it: ./run.sh options, bad input, and a tiny end-to-end run."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_sh(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "run.sh"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_help_lists_stages_and_options():
+    out = run_sh("--help")
+    assert out.returncode == 0
+    for needle in ("Stage", "11  train", "--mls_root", "--stop_stage", "--langs"):
+        assert needle in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "5", "--stop_stage", "3"], "--stage 5 is greater than --stop_stage 3"),
+    (["--no_such_option", "1"], "unknown option --no_such_option"),
+    (["--stage", "x"], "--stage must be a non-negative integer"),
+    (["--decode_mode", "fast"], "--decode_mode must be streaming or full"),
+    (["--train_config", "conf/missing.yaml"], "--train_config conf/missing.yaml: no such file"),
+    (["--stage"], "option --stage needs a value"),
+])
+def test_bad_options_fail_with_one_line(args, message):
+    out = run_sh(*args)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # one line
+    assert message in out.stderr
+
+
+def test_missing_mls_root_is_reported(tmp_path):
+    out = run_sh("--stage", "1", "--stop_stage", "1", "--mls_root", str(tmp_path / "nowhere"),
+                 "--data", str(tmp_path / "data"), "--expdir", str(tmp_path / "exp"))
+    assert out.returncode != 0
+    assert "--mls_root" in out.stderr and "nowhere" in out.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_stages_1_to_13(tmp_path):
+    """Stages 1-13 on a tiny mini-MLS (2 languages) with a tiny model and one epoch."""
+    work = tmp_path
+    args = ["--stage", "1", "--stop_stage", "13", "--langs", "en fr", "--corpus_size", "tiny",
+            "--corpus_dir", str(work / "corpus"), "--data", str(work / "data"),
+            "--dump", str(work / "dump"), "--expdir", str(work / "exp"),
+            "--train_config", "conf/train_tiny.yaml", "--nbpe", "40", "--decode_nj", "2"]
+    out = run_sh(*args, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    exp = work / "exp" / "asr_train_tiny"
+    results = json.loads((exp / "results.json").read_text())
+    assert set(results["sets"]) == {"en_test", "fr_test"}
+    for s in results["sets"].values():
+        assert s["wer"]["snt"] > 0 and s["wer"]["wrd"] > 0
+        assert 0 <= s["cer"]["err"]
+    text = (exp / "RESULTS.md").read_text()
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
+    assert "| en |" in text and "| fr |" in text
+    # Every stage recorded its wall time.
+    stages = [line.split("\t")[0] for line in (work / "exp" / "stage_times.tsv").read_text().splitlines()]
+    assert stages == ["1", "3", "4", "5", "10", "11", "12", "13"]
+    # Re-running is cheap: finished stages are skipped.
+    args[1], args[3] = "5", "11"
+    again = run_sh(*args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "exists: skipped" in again.stdout
