@@ -27,7 +27,7 @@ else
     # pip 25+ refuses ESPnet's dependency ci_sdr (a direct-URL extra); 23.2.1 is measured to work.
     "$venv/bin/python" -m pip install -q 'pip==23.2.1'
     "$venv/bin/python" -m pip install -q -r "$root/requirements.txt"
-    "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root"
+    "$venv/bin/python" -m pip install -q --no-deps -e "$root"
     echo "$want" > "$stamp"
     echo "setup: environment ready"
 fi
