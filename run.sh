@@ -26,9 +26,11 @@ token_type=bpe          # bpe | char
 nbpe=300                # sentencepiece vocabulary size (token_type=bpe)
 bpemode=unigram         # sentencepiece model type
 train_config=conf/train_demo.yaml      # stage 11 ESPnet training config
+train_args=             # extra ESPnet training options, e.g. "--max_epoch 20"
 decode_config=conf/decode.yaml         # stage 12 ESPnet inference config
 decode_mode=streaming   # streaming | full (full-context decoding)
 decode_nj=2             # decoding processes run side by side
+decode_split=1          # parts each test set is cut into (more parts: more parallelism)
 inference_model=valid.loss.ave.pth     # checkpoint decoded in stage 12
 ngpu=0                  # GPUs for training/decoding
 data=data               # Kaldi data dirs
@@ -73,7 +75,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for v in stage stop_stage nj decode_nj ngpu nbpe; do
+for v in stage stop_stage nj decode_nj decode_split ngpu nbpe; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -212,7 +214,7 @@ if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; the
             --valid_shape_file "$stats_dir/valid/speech_shape" \
             --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
             --fold_length 80000 --fold_length 150 \
-            --resume true --output_dir "$asr_exp" > "$log" 2>&1 &
+            --resume true --output_dir "$asr_exp" $train_args > "$log" 2>&1 &
         train_pid=$!
         trap 'kill $train_pid 2>/dev/null' EXIT INT TERM
         $python local/watch_training.py "$log" --pid "$train_pid" || true
@@ -228,24 +230,43 @@ if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
     stream_args=()
     # --streaming takes any non-empty string as true: pass it only when streaming.
     [ "$decode_mode" = streaming ] && stream_args=(--streaming true)
-    pids=()
+    # ESPnet decodes one utterance at a time: each set is cut into decode_split parts,
+    # and decode_nj parts run side by side.
+    declare -A part_pids=()
     for set in $test_sets; do
         out=$decode_dir/$set
         if [ -f "$out/1best_recog/text" ]; then echo "  $set: decoded already"; continue; fi
-        while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do sleep 1; done
-        echo "  $set: decoding ($(wc -l < "$dump/raw/$set/wav.scp") utterances), log: $out.log"
-        mkdir -p "$decode_dir"
-        ( $python -m espnet2.bin.asr_transducer_inference --ngpu "$ngpu" \
-            --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
-            --asr_train_config "$asr_exp/config.yaml" \
-            --asr_model_file "$asr_exp/$inference_model" \
-            --config "$decode_config" "${stream_args[@]}" \
-            --output_dir "$out.tmp" > "$out.log" 2>&1 && rm -rf "$out" && mv "$out.tmp" "$out" ) &
-        pids+=($!)
+        rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+        n=$(wc -l < "$dump/raw/$set/wav.scp")
+        split -n "l/$decode_split" -d -a 3 "$dump/raw/$set/wav.scp" "$out.tmp/keys."
+        echo "  $set: decoding $n utterances in $(ls "$out.tmp"/keys.* | wc -l) parts, logs: $out.tmp/*.log"
+        for keys in "$out.tmp"/keys.*; do
+            [ -s "$keys" ] || continue
+            while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do wait -n || true; done
+            part=${keys##*.}
+            $python -m espnet2.bin.asr_transducer_inference --ngpu "$ngpu" \
+                --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
+                --key_file "$keys" \
+                --asr_train_config "$asr_exp/config.yaml" \
+                --asr_model_file "$asr_exp/$inference_model" \
+                --config "$decode_config" "${stream_args[@]}" \
+                --output_dir "$out.tmp/$part" > "$out.tmp/$part.log" 2>&1 &
+            part_pids[$set.$part]=$!
+        done
     done
     failed=0
-    for p in "${pids[@]}"; do wait "$p" || failed=1; done
-    [ $failed = 0 ] || { echo "$0: stage 12: a decoding job failed, see $decode_dir/*.log" >&2; exit 1; }
+    for job in "${!part_pids[@]}"; do
+        wait "${part_pids[$job]}" || { failed=1; echo "  decoding part $job failed, see $decode_dir/${job%.*}.tmp/${job##*.}.log" >&2; }
+    done
+    [ $failed = 0 ] || { echo "$0: stage 12: decoding failed (logs above)" >&2; exit 1; }
+    for set in $test_sets; do  # merge the parts, then move the set into place
+        out=$decode_dir/$set
+        [ -d "$out.tmp" ] || continue
+        mkdir -p "$out.tmp/1best_recog"
+        cat "$out.tmp"/[0-9]*/1best_recog/text | LC_ALL=C sort > "$out.tmp/1best_recog/text"
+        rm -rf "$out" && mv "$out.tmp" "$out"
+        echo "  $set: $(wc -l < "$out/1best_recog/text") hypotheses"
+    done
     end_stage 12
 fi
 
