@@ -93,6 +93,9 @@ def parse_args(argv=None):
                    help="parallel synthesis processes (default: number of cores, %(default)s)")
     p.add_argument("--format", choices=("flac", "opus"), default="flac",
                    help="flac → mls_<language>/…/*.flac; opus → mls_<language>_opus/…/*.opus (~6× smaller)")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                   help="synthesise only these splits, e.g. 'test' to evaluate a model trained elsewhere "
+                        "on the same corpus (same seed and size: the same utterances); default: all")
     g = p.add_argument_group("overrides of the --size table")
     for key in SIZES["demo"]:
         per_size = ", ".join(f"{s} {v[key]}" for s, v in SIZES.items())
@@ -125,7 +128,8 @@ def settings_for(args, lang: str) -> dict:
         raise DataError("--*_utts/--*_speakers: every split needs at least one utterance and one speaker")
     if not 1 <= s["min_words"] <= s["max_words"]:
         raise DataError("--min_words/--max_words: need 1 <= min_words <= max_words")
-    return dict(version=FORMAT_VERSION, lang=lang, seed=args.seed, format=args.format,
+    extra = {} if set(args.splits) == set(SPLITS) else {"splits": sorted(args.splits)}
+    return dict(version=FORMAT_VERSION, lang=lang, seed=args.seed, format=args.format, **extra,
                 speakers={k: s[f"{k}_speakers"] for k in SPLITS}, utts=utts, vocab=s["vocab"],
                 words=[s["min_words"], s["max_words"]], limited_share=s["limited_share"])
 
@@ -333,6 +337,12 @@ def _worker_init():
 
 def write_metadata(root: Path, settings: dict, plan: dict, samples: dict[str, int]) -> None:
     rng = plan["rng"]
+    if settings.get("splits"):  # a partial corpus (--splits): only its transcripts, no metadata
+        for split in settings["splits"]:
+            with open(root / split / "transcripts.txt", "w", encoding="utf-8") as f:
+                for u in sorted((u for u in plan["utts"] if u["split"] == split), key=lambda u: u["id"]):
+                    f.write(f"{u['id']}\t{u['text']}\n")
+        return
     by_split = {s: [u for u in plan["utts"] if u["split"] == s] for s in SPLITS}
     for split, utts in by_split.items():
         d = root / split
@@ -392,8 +402,8 @@ def generate_language(settings: dict, final: Path, pool: Pool, jobs: int) -> tup
                       tempo=u["tempo"], snr=u["snr"], lead=u["lead"], tail=u["tail"], noise_seed=u["noise_seed"],
                       format=settings["format"],
                       path=str(audio_path(tmp / u["split"], u["id"], settings["format"])))
-                 for u in plan["utts"]]
-        for split in SPLITS:
+                 for u in plan["utts"] if u["split"] in settings.get("splits", SPLITS)]
+        for split in settings.get("splits", SPLITS):
             (tmp / split / "audio").mkdir(parents=True)
         progress = Progress(f"{final.name}", len(tasks))
         samples = {}
