@@ -83,11 +83,19 @@ if [ "$stage" -gt "$stop_stage" ]; then
 fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
+# Paths given relative to the caller's directory stay valid after the cd below; other
+# relative paths (outputs, the default configs) are relative to this recipe's directory.
+caller_dir=$PWD
+recipe_dir=$(cd "$(dirname "$0")" && pwd)
+for f in train_config decode_config mls_root; do
+    p=${!f}
+    if [ -n "$p" ] && [[ $p != /* ]] && [ -e "$caller_dir/$p" ]; then printf -v "$f" '%s' "$caller_dir/$p"; fi
+done
 for f in train_config decode_config; do
-    [ -f "${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
+    [ -f "${!f}" ] || [ -f "$recipe_dir/${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
 done
 
-cd "$(dirname "$0")"
+cd "$recipe_dir"
 # shellcheck disable=SC1091
 . ./path.sh
 python=python3

@@ -71,3 +71,22 @@ def test_tiny_end_to_end_stages_1_to_13(tmp_path):
     again = run_sh(*args, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "exists: skipped" in again.stdout
+
+
+def test_espnet_checkout_drop_in(tmp_path, tiny_mls):
+    """egs2/mls/asr1/run_pathways.sh inside an ESPnet-like recipe dir reads db.sh's MLS."""
+    recipe = tmp_path / "espnet" / "egs2" / "mls" / "asr1"
+    recipe.mkdir(parents=True)
+    (recipe / "db.sh").write_text(f"MLS={tiny_mls}\n")
+    (recipe / "run_pathways.sh").symlink_to(ROOT / "egs2" / "mls" / "asr1" / "run_pathways.sh")
+    env = {**os.environ, "ESPNET_PATHWAYS": str(ROOT)}
+    out = subprocess.run(["./run_pathways.sh", "--langs", "en fr", "--stop_stage", "4"], cwd=recipe,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for d in ("en_test", "fr_dev", "train"):
+        assert (recipe / "pathways" / "dump" / "raw" / d / "wav.scp").is_file()
+    assert not (recipe / "data").exists()  # ESPnet's own dirs stay untouched
+
+    (recipe / "db.sh").write_text("MLS=\n")
+    bad = subprocess.run(["./run_pathways.sh"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "MLS in db.sh is empty" in bad.stderr
