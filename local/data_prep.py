@@ -37,6 +37,9 @@ def parse_args(argv=None):
                    help="folder holding mls_<language> (flac) or mls_<language>_opus folders")
     p.add_argument("--langs", nargs="+", required=True, help="language codes: " + " ".join(LANGUAGES))
     p.add_argument("--data", type=Path, default=Path("data"), help="output folder (default %(default)s)")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                   help="prepare only these splits (default: all), e.g. 'test' for a corpus made with "
+                        "make_mini_mls.py --splits test")
     p.add_argument("--train_subset", default="",
                    help="per-language training subset, e.g. it=10h,nl=1h (full|10h|1h; a bare value applies "
                         "to every language; default full)")
@@ -181,13 +184,16 @@ def main(argv=None) -> None:
     notes = {}
     for lang in langs:
         lang_dir, fmt = dirs[lang]
-        for split in SPLITS:
+        for split in args.splits:
             out[f"{lang}_{split}"] = prepare_split(lang, lang_dir, fmt, split, subsets[lang])
         notes[f"{lang}_train"] = f" ({subsets[lang]})" if subsets[lang] != "full" else ""
     for split in ("train", "dev"):
+        if split not in args.splits:
+            continue
         out[split] = merge([out[f"{lang}_{split}"] for lang in langs])
     spk_sets = {split: set().union(*(set(out[f"{lang}_{split}"]["utt2spk"].values()) for lang in langs))
-                for split in SPLITS}
+                for split in args.splits}
+    spk_sets = {split: spk_sets.get(split, set()) for split in SPLITS}
     shared = (spk_sets["train"] & (spk_sets["dev"] | spk_sets["test"])) | (spk_sets["dev"] & spk_sets["test"])
     if shared:
         print(f"data_prep.py: warning: {len(shared)} speakers appear in more than one split "
@@ -196,7 +202,7 @@ def main(argv=None) -> None:
     for name, tables in out.items():
         write_dir(args.data / name, tables)
         print(describe(name, tables, notes.get(name, "")))
-    n_utts = sum(len(out[f"{lang}_{s}"]["text"]) for lang in langs for s in SPLITS)
+    n_utts = sum(len(out[f"{lang}_{s}"]["text"]) for lang in langs for s in args.splits)
     print(f"data_prep: {len(langs)} languages ({' '.join(f'{lang}:{dirs[lang][1]}' for lang in langs)}), "
           f"{n_utts} utterances → {args.data}/{{<lang>_train,<lang>_dev,<lang>_test,train,dev}}")
 
