@@ -1,7 +1,8 @@
 """espnet-pathways: language-specific sparse sub-networks ("pathways") for ESPnet transducers.
 
-The core modules (`masks`, `pruning`, `optim`, `sampler`, `loss`) import torch only;
-ESPnet glue lives in `model`, `task`, `trainer` and `bin/`.
+The core (`masks`, `pruning`, `optim`, `sampler`, `swap`, `controller`, `loss`) imports
+torch and numpy only; ESPnet glue lives in `espnet_compat`, `model`, `task`, `export` and
+the entry points in `bin/`.
 """
 
 __version__ = "0.1.0"

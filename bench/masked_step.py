@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Benchmark a masked training step against the dense step, side by side in one process.
+
+    python bench/masked_step.py                   # CPU, demo-sized model (conf/train_demo.yaml)
+    python bench/masked_step.py --device cuda     # on a GPU
+    python bench/masked_step.py --size tiny --rounds 2 --steps 2   # seconds-long smoke run
+
+Same ESPnet streaming transducer, same batch, Adam, gradient clipping; two languages with
+random 70 % masks over the prunable tensors (linear weights of encoder, predictor and
+joiner), the language alternating at every step (the worst case for a swap: round-robin
+batches).  Variants:
+
+* ``dense``: the stock model.
+* ``swap``: the plugin's in-place swap alone (:class:`~espnet_pathways.swap.InPlaceMasker`:
+  stash + zero the other languages' weights, gradient hooks), plain Adam step.
+* ``swap+guard``: what training runs: :class:`PathwayTransducerModel` with a
+  :class:`PathwaysController` (swap, gradient hooks, :class:`PathwayGuard` keeping
+  weights and Adam state outside the region bit-identical).
+* ``prune``: ``torch.nn.utils.prune.custom_from_mask`` (``weight_orig`` + ``weight_mask``,
+  weight recomputed by a forward pre-hook), the mask buffer overwritten per language.
+* ``parametrize``: ``torch.ao.pruning``'s ``FakeSparsity`` parametrization
+  (``torch.nn.utils.parametrize``), the mask buffer overwritten per language.
+
+``prune`` and ``parametrize`` mask the forward and the gradients but do not keep Adam
+from moving the weights outside the mask: compare them with ``swap``; ``swap+guard`` is
+the pathway-safe step.  Step time: forward + backward + clipping + optimizer step (+ mask
+switch), median over ``--rounds`` × ``--steps`` steps, the variants interleaved round by
+round (the machine may be shared).  Peak memory of a step (two steps, so one language
+switch): CUDA ``max_memory_allocated``; CPU the peak of the PyTorch profiler's memory
+timeline (every tensor the step allocates or touches: parameters, optimizer state,
+gradients, activations, temporaries), measured in a separate, untimed pass.  Prints a
+Markdown table with ratios to ``dense``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from espnet_pathways.espnet_compat import install_transducer_loss  # noqa: E402
+
+install_transducer_loss()
+
+CONFIGS = {"demo": ROOT / "conf" / "train_demo.yaml", "tiny": ROOT / "conf" / "train_tiny.yaml"}
+VARIANTS = ("dense", "swap", "swap+guard", "prune", "parametrize")
+LANGS = ("en", "fr")
+
+
+def build(size: str, vocab: int, device: str, seed: int = 0):
+    from espnet2.tasks.asr_transducer import ASRTransducerTask
+
+    parser = ASRTransducerTask.get_parser()
+    args = parser.parse_args(["--config", str(CONFIGS[size]), "--token_list", "x", "--output_dir", "/tmp/x"])
+    args.token_list = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
+    torch.manual_seed(seed)
+    return ASRTransducerTask.build_model(args).to(device)
+
+
+def batch(b: int, seconds: float, tokens: int, vocab: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * 16000)
+    speech = 0.1 * torch.randn(b, n, generator=g)
+    lengths = torch.linspace(n, int(0.7 * n), b).long()
+    text = torch.randint(2, vocab - 1, (b, tokens), generator=g)
+    tlen = torch.linspace(tokens, int(0.7 * tokens), b).long()
+    return {k: v.to(device) for k, v in dict(speech=speech, speech_lengths=lengths, text=text, text_lengths=tlen).items()}
+
+
+def random_masks(model, names, seed=1):
+    from espnet_pathways.masks import MaskSet, PathwayMasks
+
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(seed)
+    return PathwayMasks({
+        lang: MaskSet({n: (torch.rand(params[n].shape, generator=g) >= 0.7).to(params[n].device) for n in names})
+        for lang in LANGS
+    })
+
+
+class Variant:
+    """A model + optimizer + per-step 'switch to language' action."""
+
+    def __init__(self, name, base, masks, names, batch_):
+        from torch.nn.utils import parametrize, prune
+
+        self.name = name
+        self.model = copy.deepcopy(base)
+        self.batch = batch_
+        self.masks = masks
+        self.masker = self.ctl = None
+        modules = dict(self.model.named_modules())
+        self.mods = {n: modules[n.rsplit(".", 1)[0]] for n in names}
+        if name == "swap":
+            from espnet_pathways.swap import InPlaceMasker
+
+            self.masker = InPlaceMasker(self.model, names)
+            self.masker.set_support(masks.union())
+            self.masker.install_grad_hooks()
+        elif name == "swap+guard":
+            from espnet_pathways.controller import PathwaysConfig, PathwaysController
+            from espnet_pathways.model import PathwayTransducerModel
+
+            PathwayTransducerModel.from_stock(self.model)
+            cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(random)"})
+            self.ctl = PathwaysController(self.model, cfg, languages=list(LANGS), init_masks=masks)
+        elif name == "prune":
+            for n, mod in self.mods.items():
+                prune.custom_from_mask(mod, "weight", masks[LANGS[0]][n])
+        elif name == "parametrize":
+            from torch.ao.pruning.sparsifier.utils import FakeSparsity
+
+            for n, mod in self.mods.items():
+                parametrize.register_parametrization(mod, "weight", FakeSparsity(masks[LANGS[0]][n].clone()))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        if self.ctl is not None:
+            self.ctl.install(self.opt)
+        self.model.train()
+        self.i = 0
+
+    @torch.no_grad()
+    def _switch(self, lang):
+        if self.name == "swap":
+            self.masker.activate(lang, self.masks[lang])
+        elif self.name == "prune":
+            for n, mod in self.mods.items():
+                mod.weight_mask.copy_(self.masks[lang][n])
+        elif self.name == "parametrize":
+            for n, mod in self.mods.items():
+                mod.parametrizations.weight[0].mask.copy_(self.masks[lang][n])
+
+    def step(self):
+        lang = LANGS[self.i % len(LANGS)]
+        self.i += 1
+        torch.manual_seed(self.i)
+        self._switch(lang)
+        kw = dict(self.batch)
+        if self.ctl is not None:
+            kw["utt_id"] = [f"{lang}_{j}" for j in range(kw["speech"].shape[0])]
+        loss, _, _ = self.model(**kw)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        self.opt.zero_grad()
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_memory(v: Variant, device: str) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        v.step()
+        v.step()
+        sync(device)
+        return torch.cuda.max_memory_allocated()
+    from torch.profiler import ProfilerActivity, profile
+
+    try:  # a private API of the profiler: report n/a if a torch release changes it
+        from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+            v.step()
+            v.step()
+        _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+        return max(sum(s) for s in sizes)
+    except Exception as e:  # noqa: BLE001
+        print(f"# CPU peak memory unavailable ({type(e).__name__}: {e})", file=sys.stderr)
+        return float("nan")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=sorted(CONFIGS), default="demo")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=4, help="utterances per batch")
+    p.add_argument("--seconds", type=float, default=4.0, help="audio per utterance")
+    p.add_argument("--tokens", type=int, default=40, help="tokens per utterance")
+    p.add_argument("--vocab", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from espnet_pathways.masks import prunable_names
+
+    base = build(args.size, args.vocab, args.device)
+    names = prunable_names(base)
+    masks = random_masks(base, names)
+    b = batch(args.batch, args.seconds, args.tokens, args.vocab, args.device)
+    variants = [Variant(v, base, masks, names, b) for v in VARIANTS]
+    n_params = sum(p.numel() for p in base.parameters())
+    n_masked = sum(dict(base.named_parameters())[n].numel() for n in names)
+
+    for v in variants:  # warm-up (and the Adam state is created)
+        for _ in range(args.warmup):
+            v.step()
+    sync(args.device)
+    times = {v.name: [] for v in variants}
+    for _ in range(args.rounds):
+        for v in variants:
+            for _ in range(args.steps):
+                sync(args.device)
+                t = time.perf_counter()
+                v.step()
+                sync(args.device)
+                times[v.name].append(time.perf_counter() - t)
+    peaks = {v.name: peak_memory(v, args.device) for v in variants}
+
+    dense_t = statistics.median(times["dense"])
+    dense_m = peaks["dense"]
+    print(f"# Masked training step vs dense ({args.size} model, {n_params / 1e6:.2f}M parameters, "
+          f"{n_masked / 1e6:.2f}M masked; device {args.device}"
+          f"{'' if args.device == 'cpu' else ' ' + torch.cuda.get_device_name()}; torch {torch.__version__}; "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    print(f"# batch: {args.batch} x {args.seconds:g} s audio, {args.tokens} tokens, vocab {args.vocab}; "
+          f"2 languages, 70% random masks, language switching every step; "
+          f"{args.rounds} rounds x {args.steps} steps\n")
+    print("| variant | step time (s, median) | time / dense | peak memory (MiB) | memory / dense |")
+    print("|---|---|---|---|---|")
+    for v in variants:
+        t = statistics.median(times[v.name])
+        print(f"| {v.name} | {t:.3f} | {t / dense_t:.3f} | {peaks[v.name] / 2**20:.1f} | {peaks[v.name] / dense_m:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

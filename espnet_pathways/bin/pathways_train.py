@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Train an ESPnet transducer with language pathways (LAP, IMP, LTH, ASR Pathways, adaptive, Dynamic ASR Pathways).
+
+    python -m espnet_pathways.bin.pathways_train <the arguments of
+        python -m espnet2.bin.asr_transducer_train> --config conf/pathways/<mode>.yaml
+
+The same command line as ESPnet's transducer training plus a ``pathways:`` section in the
+config (or ``--pathways key=value``); see :mod:`espnet_pathways.controller` for the modes
+and keys and :mod:`espnet_pathways.task` for what changes in ESPnet.  The plugin's RNN-T
+loss is installed (see :mod:`espnet_pathways.espnet_compat`).  A bad option, file or batch
+ends the run with one ``pathways_train: error: ...`` line on stderr and exit status 1.
+"""
+
+import sys
+
+from espnet_pathways.espnet_compat import install_transducer_loss
+
+# At import time: ESPnet's --multiprocessing_distributed workers re-import this module.
+install_transducer_loss()
+
+from espnet_pathways.controller import PathwaysError  # noqa: E402
+from espnet_pathways.task import ASRPathwaysTask  # noqa: E402
+
+
+def get_parser():
+    return ASRPathwaysTask.get_parser()
+
+
+def main(cmd=None):
+    install_transducer_loss()
+    try:
+        ASRPathwaysTask.main(cmd=cmd)
+    except PathwaysError as e:
+        print(f"pathways_train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""In-place masking of named parameters: θ ⊙ r without a second copy of the weights.
+
+:class:`InPlaceMasker` makes a module compute with θ ⊙ r for a region r (a
+:class:`~espnet_pathways.masks.MaskSet`) by editing the weights in place:
+
+* ``activate(key, region)``: undo the previous region (if another), then stash the
+  values of D = support ∖ r compactly (``masked_select``: |D| numbers, no index tensor)
+  and zero them in place.  ``support`` (default: everything) is where weights may be
+  non-zero: the caller guarantees that weights outside it are zero (e.g. the union of
+  all fixed masks), so they need no stash.
+* ``release()``: write the stashed values back (``masked_scatter_``) -- bit-exact -- and
+  drop the stash.  Anything that reads or writes the true weights (``state_dict``,
+  ``load_state_dict``, pruning, export) must release first; the masked model does it
+  with module hooks.
+* gradient hooks: a tensor hook on each masked parameter replaces its gradient by
+  ``where(r, grad, 0)`` (``grad_region``, pinned at ``activate`` and kept across
+  ``release``), so gradient clipping and DDP's all-reduce see the masked gradient.
+
+Only the positions of D change, and only while a region is active; the optimizer must
+not move them (use :class:`~espnet_pathways.optim.PathwayGuard` with the same region).
+D is recomputed from the region and the support on release, so the caller must not
+change either while a region is active (``activate`` and ``release`` check a version).
+
+Memory while a region is active: |D| stashed values (at most the masked weights' size
+times the share outside the region) and one transient bool tensor per parameter.  On
+CUDA, ``masked_select`` synchronises with the host once per tensor per swap.
+
+Imports torch only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from espnet_pathways.masks import MaskSet
+
+
+class InPlaceMasker:
+    """Swap a region in and out of ``module``'s parameters ``names`` in place."""
+
+    def __init__(self, module: nn.Module, names: Iterable[str]):
+        params = dict(module.named_parameters())
+        self.names = list(names)
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise ValueError(f"no parameter named {missing[0]!r}")
+        self.params: dict[str, Tensor] = {n: params[n] for n in self.names}
+        self.support: MaskSet | None = None
+        self.grad_region: MaskSet | None = None
+        self._key: Hashable | None = None
+        self._region: MaskSet | None = None
+        self._stash: dict[str, Tensor] = {}
+        self._hooks: list = []
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def active_key(self) -> Hashable | None:
+        """Key of the region currently swapped in (``None``: the true weights)."""
+        return self._key
+
+    @property
+    def active_region(self) -> MaskSet | None:
+        return self._region
+
+    def stashed_numel(self) -> int:
+        return sum(v.numel() for v in self._stash.values())
+
+    def set_support(self, support: MaskSet | None) -> None:
+        """Where weights may be non-zero (``None``: anywhere).  Releases first."""
+        self.release()
+        if support is not None:
+            self._check(support, "support")
+        self.support = support
+
+    def _check(self, region: MaskSet, what: str) -> None:
+        for n in self.names:
+            if n not in region:
+                raise ValueError(f"{what}: no mask for {n!r}")
+            if tuple(region[n].shape) != tuple(self.params[n].shape):
+                raise ValueError(f"{what}: {n!r} has shape {tuple(region[n].shape)}, the weight's is {tuple(self.params[n].shape)}")
+
+    def _outside(self, n: str, region: MaskSet) -> Tensor:
+        p = self.params[n]
+        d = ~region[n].to(p.device)
+        if self.support is not None:
+            d &= self.support[n].to(p.device)
+        return d
+
+    # -- swapping -------------------------------------------------------------------------
+    @torch.no_grad()
+    def activate(self, key: Hashable, region: MaskSet | None, *, grads: bool = True) -> bool:
+        """Make the weights θ ⊙ ``region`` (``None``: θ); returns True if anything moved.
+
+        ``key`` identifies the region: activating the active key again is free.  With
+        ``grads`` the gradient hooks mask to ``region`` from now on.
+        """
+        if grads:
+            self.grad_region = region
+        if key == self._key and region is self._region:
+            return False  # already active
+        self.release()
+        if region is None:
+            return False
+        self._check(region, "region")
+        for n in self.names:
+            p = self.params[n]
+            d = self._outside(n, region)
+            vals = torch.masked_select(p.detach(), d)
+            if vals.numel():
+                self._stash[n] = vals
+                p.detach().masked_fill_(d, 0)
+        self._key, self._region = key, region
+        return True
+
+    @torch.no_grad()
+    def release(self) -> bool:
+        """Restore the true weights bit-exactly; returns True if a region was active."""
+        if self._region is None:
+            self._key = None
+            return False
+        for n, vals in self._stash.items():
+            p = self.params[n]
+            p.detach().masked_scatter_(self._outside(n, self._region), vals)
+        self._stash = {}
+        self._key, self._region = None, None
+        return True
+
+    # -- gradients ------------------------------------------------------------------------
+    def install_grad_hooks(self) -> None:
+        """Mask each parameter's gradient to ``grad_region`` as it is computed."""
+        if self._hooks:
+            return
+        for n, p in self.params.items():
+            if p.requires_grad:
+                self._hooks.append(p.register_hook(self._grad_hook(n)))
+
+    def remove_grad_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def _grad_hook(self, name: str):
+        def hook(grad: Tensor) -> Tensor | None:
+            region = self.grad_region
+            if region is None:
+                return None
+            return torch.where(region[name].to(grad.device), grad, grad.new_zeros(()))
+
+        return hook

@@ -1,0 +1,230 @@
+"""ESPnet registration: ``ASRPathwaysTask``, the transducer task with language pathways.
+
+``ASRPathwaysTask(ASRTransducerTask)`` changes four things and nothing else:
+
+* ``--pathways`` (ESPnet's ``NestedDictAction``): the ``pathways:`` section of the YAML
+  config (keys in :mod:`espnet_pathways.controller`); empty (the default) = stock dense
+  training.  Overrides work as for every ESPnet dict option: ``--pathways final_sparsity=0.5``.
+  Stock ESPnet ignores the extra key when it loads the saved ``config.yaml``
+  (``build_model_from_file`` builds the model from the keys it knows).
+* ``build_model``: the stock model, adopted in place as a
+  :class:`~espnet_pathways.model.PathwayTransducerModel` (same parameters, same state-dict
+  keys, same random initialisation as stock ESPnet).  The ``pathways`` section is checked
+  here, before ESPnet writes anything.
+* ``build_optimizers`` (called once, in training, before ``config.yaml`` is written):
+  reads each training utterance's language, checks the configured languages have data,
+  loads and checks ``init_masks``, and attaches a
+  :class:`~espnet_pathways.controller.PathwaysController` to the model and the optimizer
+  (region and guard around each step, prune/re-rank/rewind events after it, masks and
+  step inside the optimizer's state dict, hence in every ``checkpoint.pth``).
+* ``build_sequence_iter_factory``: training batches from
+  :class:`~espnet_pathways.sampler.LanguageBatchSampler` (monolingual batches in the
+  configured language order; ``batches: mixed`` keeps ESPnet's sampler for ``lap``) and
+  monolingual validation batches (so every validation batch uses its language's mask and
+  ``valid`` reports ``loss_<lang>``).  Batch size: ``batch_type`` ``numel`` -> a budget
+  of ``batch_bins`` on count × longest (speech samples + tokens); ``length`` -> on the
+  summed lengths; ``folded``/``sorted``/``unsorted`` -> ``batch_size`` utterances.  The
+  factory does not shuffle (the sampler orders each epoch from ``seed`` + epoch).
+
+Not supported with a ``pathways`` section: ``--ngpu`` > 1 without ``--multiprocessing_distributed``
+(DataParallel replicas cannot share the in-place swap), DeepSpeed, ``--shuffle_within_batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
+from espnet2.samplers.abs_sampler import AbsSampler
+from espnet2.tasks.asr_transducer import ASRTransducerTask
+from espnet2.utils.nested_dict_action import NestedDictAction
+
+from espnet_pathways.controller import (
+    PathwaysConfig,
+    PathwaysController,
+    PathwaysError,
+    language_of,
+    load_masks_source,
+)
+from espnet_pathways.model import PathwayTransducerModel
+from espnet_pathways.sampler import LanguageBatchSampler, read_lengths, read_utt2lang
+
+# ESPnet's SequenceIterFactory only calls generate() on AbsSampler instances.
+AbsSampler.register(LanguageBatchSampler)
+
+log = logging.getLogger(__name__)
+
+
+def pathways_config(args: argparse.Namespace) -> PathwaysConfig | None:
+    return PathwaysConfig.from_dict(getattr(args, "pathways", None))
+
+
+def _shape_lengths(shape_files: list[str]) -> dict[str, int]:
+    """utt -> Σ over the shape files of the product of its shape (ESPnet's ``numel`` bins)."""
+    total: dict[str, int] = {}
+    for i, f in enumerate(shape_files):
+        if not Path(f).is_file():
+            raise PathwaysError(f"shape file: no such file {f}")
+        for n, line in enumerate(Path(f).read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                numel = 1
+                for d in parts[1].split(","):
+                    numel *= int(d)
+            except (IndexError, ValueError):
+                raise PathwaysError(f"{f}:{n}: expected 'utt_id length[,dim...]', got {line!r}") from None
+            if i == 0:
+                total[parts[0]] = numel
+            elif parts[0] in total:
+                total[parts[0]] += numel
+    return total
+
+
+def data_languages(
+    args: argparse.Namespace, cfg: PathwaysConfig, mode: str
+) -> tuple[dict[str, str], str]:
+    """(utt -> language for every utterance of ``mode``'s first shape file, where it came from)."""
+    shape_files = args.train_shape_file if mode == "train" else args.valid_shape_file
+    data = args.train_data_path_and_name_and_type if mode == "train" else args.valid_data_path_and_name_and_type
+    if not shape_files:
+        raise PathwaysError(f"--{mode}_shape_file: needed to read the {mode} utterances")
+    if not Path(shape_files[0]).is_file():
+        raise PathwaysError(f"--{mode}_shape_file: no such file {shape_files[0]}")
+    table: dict[str, str] = {}
+    source = "the utterance-id prefix"
+    try:
+        utts = list(read_lengths(shape_files[0]))
+        if cfg.utt2lang:
+            if not Path(cfg.utt2lang).is_file():
+                raise PathwaysError(f"pathways.utt2lang: no such file {cfg.utt2lang}")
+            table, source = read_utt2lang(cfg.utt2lang), cfg.utt2lang
+        elif data:
+            folder = Path(data[0][0]).parent
+            for name in ("utt2lang", "utt2category"):
+                if (folder / name).is_file():
+                    table, source = read_utt2lang(folder / name), str(folder / name)
+                    break
+    except PathwaysError:
+        raise
+    except ValueError as e:  # a malformed line, named by the reader
+        raise PathwaysError(str(e)) from None
+    return {u: language_of(u, table) for u in utts}, source
+
+
+class ASRPathwaysTask(ASRTransducerTask):
+    """ASR transducer task with language pathways (see the module docstring)."""
+
+    _controller: PathwaysController | None = None  # the run's controller (one per process)
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_task_arguments(parser)
+        group = parser.add_argument_group(description="Language pathways (espnet-pathways)")
+        group.add_argument(
+            "--pathways",
+            action=NestedDictAction,
+            default={},
+            help="The pathways section: mode (imp, lth, lap, pathways, adaptive, dynamic_pathways), "
+            "languages, init_masks, final_sparsity, initial_sparsity, schedule, prune_interval, "
+            "num_rounds, fraction, rerank_interval, rerank_after_final, scope, rewind, rewind_to, "
+            "rewind_unmasked, reset_optimizer_on_rewind, prunable, batches, policy, beta, utt2lang "
+            "(see espnet_pathways.controller). Empty: dense training.",
+        )
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> PathwayTransducerModel:
+        pathways_config(args)  # fail early, before ESPnet writes anything
+        return PathwayTransducerModel.from_stock(super().build_model(args))
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+        optimizers = super().build_optimizers(args, model)
+        cfg = pathways_config(args)
+        cls._controller = None
+        if cfg is None or getattr(args, "collect_stats", False):
+            return optimizers
+        if not isinstance(model, PathwayTransducerModel):
+            raise PathwaysError(f"pathways: the model is a {type(model).__name__}, not a PathwayTransducerModel")
+        if args.ngpu > 1 and not getattr(args, "distributed", False):
+            raise PathwaysError("--ngpu > 1 without distributed training (DataParallel) is not supported with pathways")
+        if getattr(args, "use_deepspeed", False):
+            raise PathwaysError("--use_deepspeed is not supported with pathways")
+        if getattr(args, "shuffle_within_batch", False):
+            raise PathwaysError("--shuffle_within_batch would mix languages inside batches: set it to false")
+        u2l, source = data_languages(args, cfg, "train")
+        present = sorted(set(u2l.values()))
+        languages = cfg.languages or present
+        missing = [lang for lang in languages if lang not in present]
+        if missing:
+            raise PathwaysError(
+                f"pathways.languages: no training data for {missing[0]!r} (languages in {source}: {', '.join(present)})"
+            )
+        utt2lang = dict(u2l)
+        if args.valid_shape_file:
+            v2l, _ = data_languages(args, cfg, "valid")
+            utt2lang.update(v2l)
+        init_masks = load_masks_source(cfg.init_masks) if cfg.init_masks else None
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        writer = not dist or torch.distributed.get_rank() == 0
+        ctl = PathwaysController(
+            model, cfg, languages=languages, init_masks=init_masks, output_dir=args.output_dir,
+            writer=writer, utt2lang=utt2lang,
+        )
+        if len(optimizers) != 1:
+            raise PathwaysError(f"pathways: one optimizer expected, got {len(optimizers)}")
+        ctl.install(optimizers[0])
+        cls._controller = ctl
+        log.info("pathways: mode %s, languages %s (from %s), %d masked tensors",
+                 cfg.mode, ", ".join(languages), source, len(ctl.names))
+        return optimizers
+
+    @classmethod
+    def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options: Any, mode: str) -> AbsIterFactory:
+        cfg = pathways_config(args)
+        ctl = cls._controller
+        if cfg is None or ctl is None or mode not in ("train", "valid") or (mode == "train" and cfg.batches == "mixed"):
+            return super().build_sequence_iter_factory(args, iter_options, mode)
+        u2l, source = data_languages(args, cfg, mode)
+        lengths = _shape_lengths(list(iter_options.shape_files))
+        wanted = [lang for lang in ctl.languages if lang in set(u2l.values())]
+        if not wanted:
+            raise PathwaysError(f"--{mode}_shape_file: no utterances of {', '.join(ctl.languages)} ({source})")
+        keep = {u: lang for u, lang in u2l.items() if lang in wanted}
+        lengths = {u: n for u, n in lengths.items() if u in keep}
+        batch_type = iter_options.batch_type
+        if batch_type in ("numel", "length"):
+            size = dict(batch_bins=int(iter_options.batch_bins), padding=batch_type == "numel")
+        else:
+            size = dict(batch_size=int(iter_options.batch_size))
+        world, rank = 1, 0
+        if iter_options.distributed:
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        try:
+            sampler = LanguageBatchSampler(
+                keep, lengths, policy=cfg.policy if mode == "train" else "round_robin", beta=cfg.beta,
+                languages=wanted, seed=args.seed, accum_grad=args.accum_grad if mode == "train" else 1,
+                world_size=world, rank=rank, **size,
+            )
+        except ValueError as e:
+            raise PathwaysError(f"pathways ({mode} batches): {e}") from None
+        logging.info(f"[{mode}] Batch sampler: {sampler}")
+        batches = sampler.batches_for_epoch(1)
+        dataset = cls.build_dataset(args, iter_options, {u for b in batches for u in b})
+        return SequenceIterFactory(
+            dataset=dataset,
+            batches=sampler,
+            seed=args.seed,
+            num_iters_per_epoch=iter_options.num_iters_per_epoch,
+            shuffle=False,
+            shuffle_within_batch=False,
+            num_workers=args.num_workers,
+            collate_fn=iter_options.collate_fn,
+            pin_memory=args.ngpu > 0,
+        )
