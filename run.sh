@@ -22,7 +22,7 @@ seed=0                  # mini-MLS and training seed
 nj=2                    # parallel jobs for data synthesis, formatting, statistics
 min_sec=0.5             # stage 4: drop utterances shorter than this
 max_sec=20              # stage 4: drop utterances longer than this
-token_type=bpe          # bpe | char
+token_type=char         # char | bpe (the GPU run used bpe with --nbpe 300)
 nbpe=300                # sentencepiece vocabulary size (token_type=bpe)
 bpemode=unigram         # sentencepiece model type
 train_config=conf/train_demo.yaml      # stage 11 ESPnet training config

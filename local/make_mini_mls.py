@@ -47,8 +47,8 @@ FORMAT_VERSION = 1  # bump when the same settings would synthesise different dat
 SIZES = {
     "tiny": dict(train_speakers=3, dev_speakers=1, test_speakers=1,
                  train_utts=10, dev_utts=4, test_utts=4, vocab=1000),
-    "demo": dict(train_speakers=12, dev_speakers=4, test_speakers=4,
-                 train_utts=400, dev_utts=40, test_utts=40, vocab=3000),
+    "demo": dict(train_speakers=24, dev_speakers=4, test_speakers=4,
+                 train_utts=800, dev_utts=40, test_utts=50, vocab=3000),
     "full": dict(train_speakers=36, dev_speakers=6, test_speakers=6,
                  train_utts=3000, dev_utts=200, test_utts=200, vocab=10000),
 }
