@@ -142,6 +142,15 @@ def _language(masks: PathwayMasks, lang: str) -> MaskSet:
 
 
 # -- per-language export ------------------------------------------------------------------
+def load_run(exp: str | Path, model_file: str | Path | None, masks_file: str | Path | None):
+    """(config, model state, checked masks, (model path, masks path)) of an experiment dir."""
+    config_path, model_path, masks_path = run_files(exp, model_file, masks_file)
+    state = read_model(model_path)
+    masks = load_masks_source(masks_path, "--masks")
+    check_masks(state, masks)
+    return read_config(config_path), state, masks, (model_path, masks_path)
+
+
 def export_pathway(
     exp: str | Path,
     lang: str,
@@ -152,11 +161,7 @@ def export_pathway(
     check: bool = True,
 ) -> Path:
     """Write a stock ESPnet model dir with θ ⊙ m_lang (see the module docstring)."""
-    config_path, model_path, masks_path = run_files(exp, model_file, masks_file)
-    config = read_config(config_path)
-    state = read_model(model_path)
-    masks = load_masks_source(masks_path, "--masks")
-    check_masks(state, masks)
+    config, state, masks, (model_path, masks_path) = load_run(exp, model_file, masks_file)
     mask = _language(masks, lang)
     pathway = apply_mask(state, mask)
     cfg = stock_config(config)
@@ -208,11 +213,7 @@ def export_shared(
     masks_file: str | Path | None = None,
 ) -> Path:
     """One file: the shared weights (masked tensors only inside ∪ m_l) + every mask."""
-    config_path, model_path, masks_path = run_files(exp, model_file, masks_file)
-    config = read_config(config_path)
-    state = read_model(model_path)
-    masks = load_masks_source(masks_path, "--masks")
-    check_masks(state, masks)
+    config, state, masks, _ = load_run(exp, model_file, masks_file)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.tmp{os.getpid()}")
