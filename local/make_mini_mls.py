@@ -128,7 +128,8 @@ def settings_for(args, lang: str) -> dict:
         raise DataError("--*_utts/--*_speakers: every split needs at least one utterance and one speaker")
     if not 1 <= s["min_words"] <= s["max_words"]:
         raise DataError("--min_words/--max_words: need 1 <= min_words <= max_words")
-    extra = {} if set(args.splits) == set(SPLITS) else {"splits": sorted(args.splits)}
+    splits = getattr(args, "splits", SPLITS)  # callers building args by hand may omit it
+    extra = {} if set(splits) == set(SPLITS) else {"splits": sorted(splits)}
     return dict(version=FORMAT_VERSION, lang=lang, seed=args.seed, format=args.format, **extra,
                 speakers={k: s[f"{k}_speakers"] for k in SPLITS}, utts=utts, vocab=s["vocab"],
                 words=[s["min_words"], s["max_words"]], limited_share=s["limited_share"])
