@@ -198,6 +198,10 @@ def param_section(masks_by_system, total):
 
 
 # ---------------------------------------------------------------- figures
+def short(name: str) -> str:
+    return name.replace("encoder.encoders.blocks.", "enc.").replace(".weight", "")
+
+
 def figures(out_dir: Path, masks_by_system, states, cat, langs):
     import matplotlib
 
@@ -215,20 +219,21 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
         tensors = masks[ls[0]].names
         pairs = [(a, b) for i, a in enumerate(ls) for b in ls[i + 1:]]
         per = np.array([[masks[a].iou_per_tensor(masks[b])[t] for (a, b) in pairs] for t in tensors])
-        fig, axes = plt.subplots(1, 2, figsize=(11, max(3.5, 0.22 * len(tensors))),
-                                 gridspec_kw=dict(width_ratios=[1, 1.6]))
+        fig, axes = plt.subplots(1, 2, figsize=(13, max(4, 0.22 * len(tensors))), layout="constrained",
+                                 gridspec_kw=dict(width_ratios=[1, 1.4]))
         im = axes[0].imshow(overall, vmin=0, vmax=1, cmap="viridis")
         axes[0].set_xticks(range(len(ls)), ls)
         axes[0].set_yticks(range(len(ls)), ls)
         for i in range(len(ls)):
             for j in range(len(ls)):
-                axes[0].text(j, i, f"{overall[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+                axes[0].text(j, i, f"{overall[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                             color="k" if overall[i, j] > 0.5 else "w")
         axes[0].set_title(f"{name}: mask IoU, overall")
         axes[1].imshow(per, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         axes[1].set_xticks(range(len(pairs)), [f"{a}-{b}" for a, b in pairs], rotation=45)
-        axes[1].set_yticks(range(len(tensors)), [t.replace(".weight", "") for t in tensors], fontsize=6)
+        axes[1].set_yticks(range(len(tensors)), [short(t) for t in tensors], fontsize=6)
         axes[1].set_title("per tensor")
-        fig.colorbar(im, ax=axes, shrink=0.6)
+        fig.colorbar(im, ax=axes[1], shrink=0.6)
         p = out_dir / f"iou_{name}.png"
         fig.savefig(p, dpi=90, bbox_inches="tight")
         plt.close(fig)
@@ -242,7 +247,7 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
                 sp = m.sparsity_per_tensor()
                 names = names or list(sp)
                 ax.plot(range(len(names)), [100 * sp[t] for t in names], marker=".", lw=0.8, label=f"{name}/{lang}")
-        ax.set_xticks(range(len(names)), [t.replace(".weight", "") for t in names], rotation=90, fontsize=6)
+        ax.set_xticks(range(len(names)), [short(t) for t in names], rotation=90, fontsize=6)
         ax.set_ylabel("sparsity (%)")
         ax.set_title("Achieved sparsity per prunable tensor")
         ax.legend(fontsize=6, ncol=3)
@@ -250,6 +255,23 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
         fig.savefig(p, dpi=90, bbox_inches="tight")
         plt.close(fig)
         made.append(("Achieved sparsity per layer", p))
+    # Training curves per language (loss_<lang> of ESPnet's epoch results), one figure per system.
+    for name in masks_by_system:
+        curves = training_curves(out_dir.parent / name, langs)
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for (lang, split), pts in sorted(curves.items()):
+            ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ls="-" if split == "valid" else ":",
+                    label=f"{lang} {split}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{name}: training curves per language")
+        ax.legend(fontsize=7)
+        p = out_dir / f"curves_{name}.png"
+        fig.savefig(p, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        made.append((f"Training curves per language, `{name}`", p))
     # WER against sparsity (average over languages).
     pts = [(cat[n]["sparsity"], avg(st["wer"], langs), n) for n, st in states.items() if avg(st["wer"], langs) is not None]
     if pts:
@@ -265,6 +287,26 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
         plt.close(fig)
         made.append(("WER against sparsity", p))
     return made
+
+
+def training_curves(sdir: Path, langs):
+    """{(lang, train|valid): [(epoch, loss_<lang>)]} from the system's train.log files."""
+    import re
+
+    out = {}
+    logs = [sdir / "train" / "train.log"] + [sdir / f"train_{lang}" / "train.log" for lang in langs]
+    for log in logs:
+        if not log.is_file():
+            continue
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = re.search(r"(\d+)epoch results: \[train\] (.*)\[valid\] (.*)", line)
+            if not m:
+                continue
+            for split, part in (("train", m.group(2)), ("valid", m.group(3))):
+                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", part):
+                    if lang in langs:
+                        out.setdefault((lang, split), []).append((int(m.group(1)), float(v)))
+    return out
 
 
 # ---------------------------------------------------------------- claims
@@ -401,7 +443,8 @@ def main(argv=None) -> int:
 
     if missing or failed:
         md += ["## Missing and failed systems", ""]
-        md += [f"- `{n}`: missing, made by stage {st}" for n, st in missing]
+        md += [f"- `{n}`: trained, not decoded yet (stage 20)" if states[n]["status"] == "not decoded"
+               else f"- `{n}`: missing, made by stage {st}" for n, st in missing]
         md += [f"- `{n}`: FAILED at {step}, log: `{log}`" for n, fl in failed for step, log in fl]
         md.append("")
 
