@@ -101,6 +101,18 @@ if [ "$stage" -gt "$stop_stage" ]; then
 fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
+# Plugin stages (14-21): checked here, before any stage runs.
+for s in $systems; do
+    case $s in
+        all|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
+        lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
+        *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
+    esac
+done
+[[ $target_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --target_sparsity must be a fraction in (0, 1), got '$target_sparsity'" >&2; exit 2; }
+for s in $init_sparsities; do
+    [[ $s =~ ^[0-9]{1,2}$ ]] || { echo "$0: --init_sparsities takes percentages (0-99), got '$s'" >&2; exit 2; }
+done
 # Paths given relative to the caller's directory stay valid after the cd below; other
 # relative paths (outputs, the default configs) are relative to this recipe's directory.
 caller_dir=$PWD

@@ -14,17 +14,6 @@
 # shellcheck shell=bash disable=SC2154
 
 pw_dir=$expdir/pathways
-for s in $systems; do
-    case $s in
-        all|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
-        lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
-        *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
-    esac
-done
-[[ $target_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --target_sparsity must be a fraction in (0, 1), got '$target_sparsity'" >&2; exit 2; }
-for s in $init_sparsities; do
-    [[ $s =~ ^[0-9]{1,2}$ ]] || { echo "$0: --init_sparsities takes percentages (0-99), got '$s'" >&2; exit 2; }
-done
 [ -n "$plugin_langs" ] || plugin_langs=$langs
 dense_model=$asr_exp/$inference_model
 pw_failed=0
