@@ -322,10 +322,15 @@ def verdict(diffs_list, seeds, want_negative=True):
     if not vals:
         return "not tested (systems missing)", "–"
     better = sum(1 for v in vals if (v < 0) == want_negative and v != 0)
-    direction = f"{better}/{len(vals)} comparisons in the claimed direction"
+    ties = sum(1 for v in vals if v == 0)
+    direction = (f"{better}/{len(vals)} comparisons in the claimed direction, {ties} ties, "
+                 f"{len(vals) - better - ties} against")
     if seeds < 2:
         return "inconclusive (one seed: no run-to-run spread to compare with)", direction
-    return ("supported" if better == len(vals) else "not supported" if better == 0 else "inconclusive"), direction
+    # Several seeds (numbers averaged elsewhere): a sign test over the comparisons only; the
+    # seed spread itself is not read by this script.
+    v = "supported" if better == len(vals) else "not supported" if better == 0 else "inconclusive"
+    return f"{v} (sign of {len(vals)} comparisons over {seeds} seeds; spread not measured here)", direction
 
 
 def claims(states, langs, low, init_sparsities, target_pct, seeds):
