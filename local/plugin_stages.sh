@@ -8,7 +8,8 @@
 #   decode_<mode>/<l>_test/       stock ESPnet inference output (stage 20)
 #   RESULTS.md, results.json      local/score.py (stage 20)
 #   failed/<step>                 one file per failed step, holding its log path
-# A finished step is skipped on a re-run; a failed one is retried. A failed system does
+# A finished step is skipped on a re-run, even if options changed (remove the system's
+# dir to redo it); a failed one is retried. A failed system does
 # not stop the others; run.sh exits non-zero at the end if any step failed.
 #
 # shellcheck shell=bash disable=SC2154
