@@ -12,7 +12,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- options
 stage=0                 # first stage to run
-stop_stage=13           # last stage to run
+stop_stage=21           # last stage to run (13: the dense recipe only)
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
@@ -37,6 +37,15 @@ data=data               # Kaldi data dirs
 dump=dump               # formatted data
 expdir=exp              # experiments, logs, results
 tag=                    # experiment tag (default: train config name)
+systems=all             # stages 14-21: systems to run, e.g. "imp pathways_imp dyn_lth_s50" (names: --help)
+plugin_langs=           # stages 14-21: languages of the pruning systems (default: --langs)
+target_sparsity=0.7     # stages 14-19: final sparsity of every pruned system
+init_sparsities="20 50 70"  # stages 18-19: initial mask sparsities (%) of Dynamic ASR Pathways
+plugin_epochs=5         # stages 14-19: epochs of each plugin training run (from the dense model)
+prune_interval=50       # stages 14-19: T, optimizer steps between prunes (N*T must fit in the run)
+prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
+rerank_interval=10      # stages 17,19: n < T, steps between adaptive re-rankings
+plugin_train_args=      # stages 14-19: extra training options of every plugin run
 
 options() {  # the option lines above, as "name=default  # help"
     sed -n '/^# -* options/,/^options()/p' "$0" | grep -E "^[a-z_]+="
@@ -54,6 +63,15 @@ Stages:
   11  train the dense multilingual streaming transducer (ESPnet asr_transducer_train)
   12  decode every language's test set (ESPnet asr_transducer_inference)
   13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
+  Plugin stages (local/plugin_stages.sh; every system from the stage-11 model, in <expdir>/pathways/<system>/):
+  14  monolingual IMP and LTH per language (systems imp, lth)
+  15  language-agnostic pruning on all languages (lap)
+  16  ASR Pathways from the merged IMP / LTH masks (pathways_imp, pathways_lth)
+  17  adaptive masking, monolingual: adaptive IMP / LTH (adaptive_imp, adaptive_lth)
+  18  LTH / LAP masks at each lower --init_sparsities value N (lth_sN, lap_sN)
+  19  Dynamic ASR Pathways from LTH / LAP masks at N% (dyn_lth_sN, dyn_lap_sN)
+  20  export each language's pathway, decode with stock ESPnet inference, score
+  21  report: <expdir>/pathways/RESULTS.md, figures, claims (local/report.py)
 
 Options (default):
 $(options | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
@@ -75,7 +93,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for v in stage stop_stage nj decode_nj decode_split ngpu nbpe; do
+for v in stage stop_stage nj decode_nj decode_split ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -83,6 +101,18 @@ if [ "$stage" -gt "$stop_stage" ]; then
 fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
+# Plugin stages (14-21): checked here, before any stage runs.
+for s in $systems; do
+    case $s in
+        all|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
+        lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
+        *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
+    esac
+done
+[[ $target_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --target_sparsity must be a fraction in (0, 1), got '$target_sparsity'" >&2; exit 2; }
+for s in $init_sparsities; do
+    [[ $s =~ ^[0-9]{1,2}$ ]] || { echo "$0: --init_sparsities takes percentages (0-99), got '$s'" >&2; exit 2; }
+done
 # Paths given relative to the caller's directory stay valid after the cd below; other
 # relative paths (outputs, the default configs) are relative to this recipe's directory.
 caller_dir=$PWD
@@ -284,5 +314,7 @@ if run_stage 13 "score WER/CER per language -> $asr_exp/RESULTS.md"; then
         --title "$tag, $decode_mode decoding, $inference_model"
     end_stage 13
 fi
+
+. local/plugin_stages.sh
 
 echo "$(date '+%H:%M:%S') run.sh: stages $stage-$stop_stage finished"

@@ -536,6 +536,12 @@ class PathwaysController:
             init = 0.0
             if self.init_masks is not None:
                 init = round(self.init_masks[lang].sparsity(), 12)
+                # Masks pruned to s_f elsewhere (e.g. LTH-70% for Dynamic Pathways at 70%) keep
+                # round((1 - s_f) n) per tensor and may sit above s_f by < one element per tensor.
+                total = sum(p.numel() for p in self.masker.params.values())
+                final = self.config.final_sparsity
+                if final < init <= final + len(self.names) / max(total, 1):
+                    init = final
             self.schedules[lang] = self._schedule(init)
 
     @property

@@ -506,3 +506,19 @@ def test_masks_not_matching_the_model_name_the_first_mismatch():
         controller(model, masks=extra)
     with pytest.raises(PathwaysError, match=r"no mask for language 'nl' \(the file has en, fr\)"):
         controller(model, masks=masks, languages=["en", "nl"])
+
+
+def test_init_masks_pruned_to_the_target_elsewhere_are_accepted():
+    """Masks pruned to s_f by another run (LTH-70% for Dynamic Pathways at 70%) keep round((1-s_f)n)
+    per tensor and sit above s_f by less than one element per tensor: accepted as s_f; more is refused."""
+    from espnet_pathways.controller import PathwaysError
+    from espnet_pathways.pruning import magnitude_prune
+
+    model = build()
+    m = magnitude_prune(model, 0.7).masks
+    assert 0.7 < m.sparsity() < 0.7 + len(m) / m.numel()
+    masks = PathwayMasks({"en": m, "fr": m.clone()})
+    conf = dict(schedule="cubic", final_sparsity=0.7, prune_interval=2, num_rounds=1, rerank_interval=1)
+    controller(model, "dynamic_pathways", masks, **conf)
+    with pytest.raises(PathwaysError, match="above pathways.final_sparsity"):
+        controller(build(), "dynamic_pathways", masks, **dict(conf, final_sparsity=0.69))

@@ -1,0 +1,272 @@
+# Plugin stages 14-21 of run.sh (sourced at its end; uses its options and helpers).
+#
+# Every system lives in $expdir/pathways/<system>/:
+#   train.yaml | train_<l>.yaml   generated config = the dense train config + pathways: section
+#   train/ | train_<l>/           pathways_train output dir (multilingual | one per language)
+#   system.json                   what the report needs to describe the row
+#   export_<l>/                   stock ESPnet model dir of language l's pathway (stage 20)
+#   decode_<mode>/<l>_test/       stock ESPnet inference output (stage 20)
+#   RESULTS.md, results.json      local/score.py (stage 20)
+#   failed/<step>                 one file per failed step, holding its log path
+# A finished step is skipped on a re-run, even if options changed (remove the system's
+# dir to redo it); a failed one is retried. A failed system does
+# not stop the others; run.sh exits non-zero at the end if any step failed.
+#
+# shellcheck shell=bash disable=SC2154
+
+pw_dir=$expdir/pathways
+[ -n "$plugin_langs" ] || plugin_langs=$langs
+dense_model=$asr_exp/$inference_model
+pw_failed=0
+pct() { awk -v x="$1" 'BEGIN { printf "%d", x * 100 + 0.5 }'; }
+target_pct=$(pct "$target_sparsity")
+
+want() {  # want SYSTEM: is SYSTEM selected by --systems?
+    [ "$systems" = all ] || [[ " $systems " == *" $1 "* ]]
+}
+mark_failed() {  # mark_failed SYSTEM STEP LOG
+    mkdir -p "$pw_dir/$1/failed"
+    echo "$3" > "$pw_dir/$1/failed/$2"
+    echo "  $1: $2 FAILED, see $3" >&2
+    pw_failed=1
+}
+clear_failed() { rm -f "$pw_dir/$1/failed/$2"; rmdir "$pw_dir/$1/failed" 2>/dev/null || true; }
+
+system_json() {  # system_json SYSTEM STAGE KEY=VALUE...: describe the system for the report
+    local sys=$1 st=$2; shift 2
+    mkdir -p "$pw_dir/$sys"
+    $python - "$pw_dir/$sys/system.json" "$sys" "$st" "$@" <<'EOF'
+import json, sys, yaml
+out, name, stage, *items = sys.argv[1:]
+d = {"name": name, "stage": stage}
+for it in items:
+    k, _, v = it.partition("=")
+    d[k] = yaml.safe_load(v)
+open(out, "w").write(json.dumps(d, indent=1) + "\n")
+EOF
+}
+
+pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run from the dense model
+    local sys=$1 run=$2 cfg=$3
+    local dir=$pw_dir/$sys/$run log=$pw_dir/$sys/$run/train.log
+    if [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
+        echo "  $sys/$run: trained already (skipped)"; clear_failed "$sys" "$run"; return 0
+    fi
+    mkdir -p "$dir"
+    echo "  $sys/$run: training, log: $log"
+    # shellcheck disable=SC2046
+    if $python -m espnet_pathways.bin.pathways_train \
+        --use_preprocessor true "${token_args[@]}" \
+        --config "$cfg" --ngpu "$ngpu" --seed "$seed" \
+        --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
+        $(data_args train train) $(data_args valid dev) \
+        --train_shape_file "$stats_dir/train/speech_shape" \
+        --train_shape_file "$stats_dir/train/text_shape.$token_tag" \
+        --valid_shape_file "$stats_dir/valid/speech_shape" \
+        --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
+        --fold_length 80000 --fold_length 150 \
+        --init_param "$dense_model" --max_epoch "$plugin_epochs" \
+        --resume true --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
+        && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
+        clear_failed "$sys" "$run"
+        echo "  $sys/$run: done ($(grep -c 'epoch results' "$log" || true) epochs)"
+    else
+        mark_failed "$sys" "$run" "$log"; return 1
+    fi
+}
+
+schedule_keys() {  # schedule_keys FINAL: the pruning schedule shared by every scheduled system
+    echo "schedule=cubic final_sparsity=$1 prune_interval=$prune_interval num_rounds=$prune_rounds"
+}
+
+mono_runs() {  # mono_runs SYSTEM STAGE MODE FINAL [KEY=VALUE...]: one run per language
+    local sys=$1 st=$2 mode=$3 final=$4; shift 4
+    local l ok=0
+    for l in $plugin_langs; do
+        # shellcheck disable=SC2046
+        $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train_$l.yaml" \
+            mode="$mode" "languages=[$l]" $(schedule_keys "$final") "$@"
+        pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" || ok=1
+    done
+    return $ok
+}
+
+merged_masks() {  # merged_masks SYSTEM SRC: merge SRC's per-language masks into SYSTEM/init_masks.pt
+    local sys=$1 src=$2 l pairs=()
+    for l in $plugin_langs; do
+        if [ ! -f "$pw_dir/$src/train_$l/masks.pt" ]; then
+            mark_failed "$sys" init_masks "$pw_dir/$src/train_$l/train.log (no masks.pt: run $src first)"; return 1
+        fi
+        pairs+=("$l=$pw_dir/$src/train_$l")
+    done
+    mkdir -p "$pw_dir/$sys"
+    $python -m espnet_pathways.bin.merge_masks --out "$pw_dir/$sys/init_masks.pt" "${pairs[@]}" \
+        > "$pw_dir/$sys/merge_masks.log" 2>&1 || { mark_failed "$sys" init_masks "$pw_dir/$sys/merge_masks.log"; return 1; }
+    clear_failed "$sys" init_masks
+}
+
+lap_masks() {  # lap_masks SYSTEM SRC: SRC's shared LAP mask as every language's mask
+    local sys=$1 src=$2 l pairs=()
+    if [ ! -f "$pw_dir/$src/train/masks.pt" ]; then
+        mark_failed "$sys" init_masks "$pw_dir/$src/train/train.log (no masks.pt: run $src first)"; return 1
+    fi
+    mkdir -p "$pw_dir/$sys"
+    for l in $plugin_langs; do pairs+=("$l=$pw_dir/$src/train"); done
+    $python -m espnet_pathways.bin.merge_masks --out "$pw_dir/$sys/init_masks.pt" "${pairs[@]}" \
+        > "$pw_dir/$sys/merge_masks.log" 2>&1 || { mark_failed "$sys" init_masks "$pw_dir/$sys/merge_masks.log"; return 1; }
+    clear_failed "$sys" init_masks
+}
+
+multi_run() {  # multi_run SYSTEM KEY=VALUE...: one multilingual run
+    local sys=$1; shift
+    $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train.yaml" \
+        "languages=[${plugin_langs// /, }]" "$@"
+    pathways_train "$sys" train "$pw_dir/$sys/train.yaml"
+}
+
+if [ "$stop_stage" -ge 14 ] && [ "$stage" -le 19 ] && [ ! -f "$dense_model" ]; then
+    echo "$0: plugin stages 14-19 start from the dense model $dense_model: run stages 10-11 first" >&2; exit 1
+fi
+mkdir -p "$pw_dir"
+langs_yaml="[${plugin_langs// /, }]"
+
+if run_stage 14 "monolingual IMP and LTH per language ($plugin_langs) -> $pw_dir/{imp,lth}"; then
+    for m in imp lth; do
+        want $m || continue
+        system_json $m 2 model="${m^^}" mask_changes=false sparsity="$target_sparsity" training=monolingual \
+            init=dense languages="$langs_yaml" per_language=true
+        mono_runs $m 14 $m "$target_sparsity" || true
+    done
+    end_stage 14
+fi
+
+if run_stage 15 "language-agnostic pruning (LAP) on all of $plugin_langs -> $pw_dir/lap"; then
+    if want lap; then
+        system_json lap 2 model=LAP mask_changes=false sparsity="$target_sparsity" training=multilingual \
+            init=dense languages="$langs_yaml" per_language=false
+        # shellcheck disable=SC2046
+        multi_run lap mode=lap batches=mixed $(schedule_keys "$target_sparsity") || true
+    fi
+    end_stage 15
+fi
+
+if run_stage 16 "ASR Pathways from IMP and from LTH masks -> $pw_dir/pathways_{imp,lth}"; then
+    for src in imp lth; do
+        sys=pathways_$src; want $sys || continue
+        system_json $sys 3 model="ASR Pathways" mask_changes=false sparsity="$target_sparsity" \
+            training=multilingual init="${src^^}-$target_pct%" languages="$langs_yaml" per_language=false
+        merged_masks $sys $src && multi_run $sys mode=pathways "init_masks=$pw_dir/$sys/init_masks.pt" || true
+    done
+    end_stage 16
+fi
+
+if run_stage 17 "adaptive (proposed) IMP and LTH per language -> $pw_dir/adaptive_{imp,lth}"; then
+    for src in imp lth; do
+        sys=adaptive_$src; want $sys || continue
+        rewind=false; [ $src = lth ] && rewind=true
+        system_json $sys proposed model="${src^^}" mask_changes=true sparsity="$target_sparsity" \
+            training=monolingual init=dense languages="$langs_yaml" per_language=true
+        mono_runs $sys 17 adaptive "$target_sparsity" rerank_interval="$rerank_interval" rewind=$rewind || true
+    done
+    end_stage 17
+fi
+
+if run_stage 18 "initial masks at lower sparsity ($init_sparsities%) for Dynamic Pathways -> $pw_dir/{lth,lap}_s<N>"; then
+    for s in $init_sparsities; do
+        [ "$s" = "$target_pct" ] && continue  # the stage 14/15 masks
+        frac=$(awk -v x="$s" 'BEGIN { printf "%g", x / 100 }')
+        if want "dyn_lth_s$s" || want "lth_s$s"; then
+            system_json "lth_s$s" 2 model=LTH mask_changes=false sparsity="$frac" training=monolingual \
+                init=dense languages="$langs_yaml" per_language=true mask_only=true
+            mono_runs "lth_s$s" 18 lth "$frac" || true
+        fi
+        if want "dyn_lap_s$s" || want "lap_s$s"; then
+            system_json "lap_s$s" 2 model=LAP mask_changes=false sparsity="$frac" training=multilingual \
+                init=dense languages="$langs_yaml" per_language=false mask_only=true
+            # shellcheck disable=SC2046
+            multi_run "lap_s$s" mode=lap batches=mixed $(schedule_keys "$frac") || true
+        fi
+    done
+    end_stage 18
+fi
+
+if run_stage 19 "Dynamic ASR Pathways from LTH and LAP masks at $init_sparsities% -> $target_pct% ($pw_dir/dyn_*)"; then
+    for s in $init_sparsities; do
+        for src in lth lap; do
+            sys=dyn_${src}_s$s; want "$sys" || continue
+            base=${src}_s$s; [ "$s" = "$target_pct" ] && base=$src
+            system_json "$sys" proposed model="Dynamic ASR Pathways" mask_changes=true sparsity="$target_sparsity" \
+                training=multilingual init="${src^^}-$s%" languages="$langs_yaml" per_language=false
+            if [ $src = lth ]; then merged_masks "$sys" "$base" || continue
+            else lap_masks "$sys" "$base" || continue; fi
+            # shellcheck disable=SC2046
+            multi_run "$sys" mode=dynamic_pathways "init_masks=$pw_dir/$sys/init_masks.pt" \
+                $(schedule_keys "$target_sparsity") rerank_interval="$rerank_interval" || true
+        done
+    done
+    end_stage 19
+fi
+
+if run_stage 20 "decode ($decode_mode, stock ESPnet inference) and score every system on ${plugin_langs// /, } test sets"; then
+    # Jobs (system, language) go to decode_nj processes (local/decode_pathways.py): each
+    # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference.
+    ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")
+    jobs_dir=$pw_dir/decode_jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
+    dec_systems=(); n=0
+    for sdir in "$pw_dir"/*/; do
+        sys=$(basename "$sdir"); sdir=${sdir%/}
+        [ -f "$sdir/system.json" ] && want "$sys" || continue
+        grep -q '"mask_only": true' "$sdir/system.json" && continue
+        dec_systems+=("$sys")
+        for l in $plugin_langs; do
+            out=$sdir/$ddir_name/${l}_test
+            [ -f "$out/1best_recog/text" ] && continue
+            run=train; { [ -d "$sdir/train_$l" ] || [ ! -d "$sdir/train" ]; } && run=train_$l
+            if [ ! -f "$sdir/$run/$inference_model" ]; then
+                mark_failed "$sys" "decode_$l" "$sdir/$run/train.log (not trained)"; continue
+            fi
+            mkdir -p "$sdir/$ddir_name"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sdir/$run" "$l" "$sdir/$run/$inference_model" \
+                "$sdir/export_$l" "$dump/raw/${l}_test/wav.scp" "$out" "$out.log" \
+                >> "$jobs_dir/jobs.$((n % decode_nj))"
+            n=$((n + 1))
+        done
+    done
+    echo "  $n decoding jobs for ${#dec_systems[@]} systems in $decode_nj processes (logs: <system>/$ddir_name/<set>.log)"
+    stream_flag=(); [ "$decode_mode" = streaming ] && stream_flag=(--streaming)
+    for jobs in "$jobs_dir"/jobs.*; do
+        [ -f "$jobs" ] || continue
+        $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" \
+            --ngpu "$ngpu" "${stream_flag[@]}" > "$jobs.log" 2>&1 &
+    done
+    wait || true
+    cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
+    for sys in "${dec_systems[@]}"; do
+        sdir=$pw_dir/$sys; sets=()
+        for l in $plugin_langs; do
+            if [ -f "$sdir/$ddir_name/${l}_test/1best_recog/text" ]; then
+                clear_failed "$sys" "decode_$l"; sets+=("${l}_test")
+            elif [ -f "$sdir/$ddir_name/${l}_test.log" ]; then
+                mark_failed "$sys" "decode_$l" "$sdir/$ddir_name/${l}_test.log"
+            fi
+        done
+        [ ${#sets[@]} -gt 0 ] || continue
+        $python local/score.py --decode_dir "$sdir/$ddir_name" --ref_dir "$dump/raw" --sets "${sets[@]}" \
+            --out "$sdir/RESULTS.md" \
+            --title "$sys, $decode_mode decoding by stock ESPnet asr_transducer_inference on exported pathways" \
+            > "$sdir/score.log" 2>&1 && clear_failed "$sys" score || mark_failed "$sys" score "$sdir/score.log"
+    done
+    end_stage 20
+fi
+
+if run_stage 21 "report -> $pw_dir/RESULTS.md"; then
+    # shellcheck disable=SC2086
+    $python local/report.py --pw_dir "$pw_dir" --dense "$asr_exp" --langs $plugin_langs \
+        --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" || pw_failed=1
+    end_stage 21
+fi
+
+if [ "$pw_failed" != 0 ]; then
+    echo "$0: some plugin steps failed (marked in $pw_dir/*/failed/, listed in the report)" >&2
+    exit 1
+fi
