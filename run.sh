@@ -12,7 +12,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- options
 stage=0                 # first stage to run
-stop_stage=21           # last stage to run (13: the dense recipe only)
+stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13)
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
@@ -93,6 +93,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+[ -n "$stop_stage" ] || { if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; else stop_stage=13; fi; }
 for v in stage stop_stage nj decode_nj decode_split ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
