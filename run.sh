@@ -240,7 +240,8 @@ if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; the
         echo "  $asr_exp/$inference_model exists: skipped (remove it to train again)"
     else
         mkdir -p "$asr_exp"
-        log=$asr_exp/train.log
+        log=$asr_exp/train.log  # appended to: a resumed run keeps the earlier epochs' lines
+        log_start=$(stat -c %s "$log" 2>/dev/null || echo 0)
         echo "  log: $log   (progress: grep 'epoch results' $log)"
         # shellcheck disable=SC2046
         $python -m espnet_pathways.bin.asr_transducer_train \
@@ -253,10 +254,10 @@ if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; the
             --valid_shape_file "$stats_dir/valid/speech_shape" \
             --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
             --fold_length 80000 --fold_length 150 \
-            --resume true --output_dir "$asr_exp" $train_args > "$log" 2>&1 &
+            --resume true --output_dir "$asr_exp" $train_args >> "$log" 2>&1 &
         train_pid=$!
         trap 'kill $train_pid 2>/dev/null' EXIT INT TERM
-        $python local/watch_training.py "$log" --pid "$train_pid" || true
+        $python local/watch_training.py "$log" --pid "$train_pid" --offset "$log_start" || true
         wait "$train_pid" || { echo "$0: stage 11 failed, see $log" >&2; tail -5 "$log" >&2; exit 1; }
         trap - EXIT INT TERM
     fi

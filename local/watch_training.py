@@ -25,8 +25,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("log", help="ESPnet training log")
     p.add_argument("--pid", type=int, required=True, help="training process to wait for")
+    p.add_argument("--offset", type=int, default=0, help="byte offset to start reading at")
     args = p.parse_args()
-    start, pos = time.time(), 0
+    start, pos = time.time(), args.offset
     while True:
         running = alive(args.pid)
         if os.path.exists(args.log):
