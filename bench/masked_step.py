@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark a masked training step against the dense step, side by side in one process.
 
-    python bench/masked_step.py                   # CPU, demo-sized model (conf/train_demo.yaml)
+    python bench/masked_step.py                   # CPU, demo-sized model (conf/train_demo.yaml), ~4 min
     python bench/masked_step.py --device cuda     # on a GPU
-    python bench/masked_step.py --size tiny --rounds 2 --steps 2   # seconds-long smoke run
+    python bench/masked_step.py --tiny            # smoke run: tiny model, no memory profile (~20 s)
 
 Same ESPnet streaming transducer, same batch, Adam, gradient clipping; two languages with
 random 70 % masks over the prunable tensors (linear weights of encoder, predictor and
@@ -28,15 +28,16 @@ switch), median over ``--rounds`` × ``--steps`` steps, the variants interleaved
 round (the machine may be shared).  Peak memory of a step (two steps, so one language
 switch): CUDA ``max_memory_allocated``; CPU the peak of the PyTorch profiler's memory
 timeline (every tensor the step allocates or touches: parameters, optimizer state,
-gradients, activations, temporaries), measured in a separate, untimed pass.  Prints a
-Markdown table with ratios to ``dense``.
+gradients, activations, temporaries), measured in a separate, untimed pass (one
+measurement: the allocation sequence of a step is deterministic, so it has no spread;
+``--memory none`` skips it, the analysis takes ~10 s per variant).  Prints a Markdown
+table with ratios to ``dense`` and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +45,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchutil import command_line, loadavg, machine_line, rotate, spread  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -189,11 +193,17 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=4.0, help="audio per utterance")
     p.add_argument("--tokens", type=int, default=40, help="tokens per utterance")
     p.add_argument("--vocab", type=int, default=300)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--memory", choices=["timeline", "none"], default="timeline",
+                   help="peak memory: the profiler's memory timeline (CPU) / max_memory_allocated (CUDA), or skip")
+    p.add_argument("--tiny", action="store_true",
+                   help="smoke run: tiny model, 2 rounds x 1 step, 1 warm-up, no memory profile")
     args = p.parse_args(argv)
+    if args.tiny:
+        args.size, args.rounds, args.steps, args.warmup, args.memory = "tiny", 2, 1, 1, "none"
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -207,35 +217,48 @@ def main(argv=None):
     n_params = sum(p.numel() for p in base.parameters())
     n_masked = sum(dict(base.named_parameters())[n].numel() for n in names)
 
+    load_before = loadavg()
     for v in variants:  # warm-up (and the Adam state is created)
         for _ in range(args.warmup):
             v.step()
     sync(args.device)
-    times = {v.name: [] for v in variants}
-    for _ in range(args.rounds):
-        for v in variants:
-            for _ in range(args.steps):
+    times = {v.name: [[] for _ in range(args.rounds)] for v in variants}
+    k = 0
+    for r in range(args.rounds):
+        for _ in range(args.steps):
+            for v in rotate(variants, k):  # interleaved: A B C D E, B C D E A, ...
                 sync(args.device)
                 t = time.perf_counter()
                 v.step()
                 sync(args.device)
-                times[v.name].append(time.perf_counter() - t)
-    peaks = {v.name: peak_memory(v, args.device) for v in variants}
+                times[v.name][r].append(time.perf_counter() - t)
+            k += 1
+    load_after = loadavg()
+    if args.memory == "timeline":
+        peaks = {v.name: peak_memory(v, args.device) for v in variants}
+    else:
+        peaks = {v.name: float("nan") for v in variants}
 
-    dense_t = statistics.median(times["dense"])
     dense_m = peaks["dense"]
+    dense_rounds = [statistics.median(x) for x in times["dense"]]
     print(f"# Masked training step vs dense ({args.size} model, {n_params / 1e6:.2f}M parameters, "
           f"{n_masked / 1e6:.2f}M masked; device {args.device}"
-          f"{'' if args.device == 'cpu' else ' ' + torch.cuda.get_device_name()}; torch {torch.__version__}; "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+          f"{'' if args.device == 'cpu' else ' ' + torch.cuda.get_device_name()})")
+    print(machine_line())
+    print(command_line())
     print(f"# batch: {args.batch} x {args.seconds:g} s audio, {args.tokens} tokens, vocab {args.vocab}; "
           f"2 languages, 70% random masks, language switching every step; "
-          f"{args.rounds} rounds x {args.steps} steps\n")
-    print("| variant | step time (s, median) | time / dense | peak memory (MiB) | memory / dense |")
+          f"{args.rounds} rounds x {args.steps} steps per variant, interleaved; "
+          f"load average {load_before} before, {load_after} after timing\n")
+    print("| variant | step time s, median [min–max] | time / dense, median [min–max] over rounds | "
+          "peak memory MiB | memory / dense |")
     print("|---|---|---|---|---|")
     for v in variants:
-        t = statistics.median(times[v.name])
-        print(f"| {v.name} | {t:.3f} | {t / dense_t:.3f} | {peaks[v.name] / 2**20:.1f} | {peaks[v.name] / dense_m:.3f} |")
+        allt = [t for x in times[v.name] for t in x]
+        ratios = [statistics.median(x) / d for x, d in zip(times[v.name], dense_rounds)]
+        mem = "–" if peaks[v.name] != peaks[v.name] else f"{peaks[v.name] / 2**20:.1f}"
+        mr = "–" if peaks[v.name] != peaks[v.name] else f"{peaks[v.name] / dense_m:.3f}"
+        print(f"| {v.name} | {spread(allt)} | {spread(ratios)} | {mem} | {mr} |")
 
 
 if __name__ == "__main__":

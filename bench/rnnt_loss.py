@@ -212,6 +212,11 @@ def main(argv=None):
         f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.2f}"
         + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else "")
     )
+    sys.path.insert(0, str(ROOT / "bench"))
+    from benchutil import command_line, machine_line
+
+    print(machine_line())
+    print(command_line())
     print(f"# warm-up {a.warmup}, median of {a.repeats} repeats, best of {a.rounds} rounds\n")
     header = (
         "| device | B, T, U, V | torchaudio ms | pytorch ms | speed-up (wall, cpu) | "

@@ -1,0 +1,70 @@
+"""Helpers shared by the benchmarks: the machine line printed above every table, spreads.
+
+Imports the standard library only (torch lazily), so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_GPU = "no GPU in this run"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> str:
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine_line(threads: int | None = None) -> str:
+    """One comment line: date, host CPU, nproc, load average, torch/python versions, GPU."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else NO_GPU
+    th = torch.get_num_threads() if threads is None else threads
+    return (
+        f"# {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; {cpu_model()}, nproc {os.cpu_count()}, "
+        f"torch threads {th}; load average {loadavg()}; torch {torch.__version__}, "
+        f"python {platform.python_version()}; GPU: {gpu}"
+    )
+
+
+def command_line() -> str:
+    return "# command: python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def med(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs: Sequence[float], fmt: str = "{:.3f}") -> str:
+    """``median [min–max]`` of a sample."""
+    if not xs:
+        return "n/a"
+    if len(xs) == 1:
+        return fmt.format(xs[0])
+    return f"{fmt.format(med(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
+
+
+def rotate(items: Sequence, k: int) -> list:
+    """``items`` rotated by ``k``: interleave variants A B C, B C A, ... round by round."""
+    k %= max(len(items), 1)
+    return list(items[k:]) + list(items[:k])
