@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the data side: mini-MLS synthesis throughput, and the training loader against a step.
 
-    python bench/data.py              # ~2 min on 2 cores
+    python bench/data.py              # ~1.5 min on 2 cores
     python bench/data.py --tiny       # seconds-long smoke run
 
 Part 1 -- synthesis: ``local/make_mini_mls.py`` (espeak-ng → sox → noise → FLAC) into a

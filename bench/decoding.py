@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark streaming decoding on one CPU thread: dense model vs a 70 % pathway, per language.
 
-    python bench/decoding.py                # demo model, 10 utterances per language (~1-3 min)
+    python bench/decoding.py                # demo model, 10 utterances per language (~0.5 min)
     python bench/decoding.py --tiny         # seconds-long smoke run (tiny random model)
 
 Decodes with ESPnet's own ``Speech2Text`` from ``espnet2.bin.asr_transducer_inference``,

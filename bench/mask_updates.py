@@ -2,7 +2,7 @@
 """Benchmark mask updates: computing / re-ranking all languages' masks, and exact top-k selection.
 
     python bench/mask_updates.py                      # 10M and 70M prunable weights (~4 min on 2 idle cores)
-    python bench/mask_updates.py --sizes 190M --repeats 2   # one size at a time (~3 GB RAM)
+    python bench/mask_updates.py --sizes 190M            # one size at a time (~7 GiB RAM peak, ~10 min)
     python bench/mask_updates.py --tiny               # seconds-long smoke run
 
 A synthetic conformer-transducer-shaped weight set (per block: two macaron FFNs d↔4d,

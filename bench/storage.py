@@ -12,9 +12,10 @@ Part 1 -- bytes on disk, four languages, 70 % masks:
 * ``shared model + bit-packed masks``: one dense model + ``PathwayMasks.save`` (1 bit per
   masked weight per language), and ``export.shared_payload`` (the weights of the masked
   tensors only inside ∪ m_l, + the bits);
-* separate sparse models: per language, masked tensors as ``torch.sparse_csr`` (int64
-  indices, what ``Tensor.to_sparse_csr`` gives), as CSR with int32 indices, and as kept
-  values + a bit-packed mask.
+* separate sparse models: per language, masked tensors as ``torch.sparse_csr``:
+  ``Tensor.to_sparse_csr()`` saved as it comes (its column indices are a view into a
+  2 × nnz int64 storage, all of which ``torch.save`` writes), with compact int64 and with
+  int32 indices; and as kept values + a bit-packed mask.
 
 Each format is written to a temporary folder and measured with ``os.path.getsize``; each
 is checked to rebuild θ ⊙ m_l exactly (correctness, asserted).  Model: ``--model`` +
@@ -133,14 +134,18 @@ def _zlib_size(path: Path) -> int:
     return len(zlib.compress(_file(path).read_bytes(), 6))
 
 
-def csr_state(pathway, names, index_dtype):
+def csr_state(pathway, names, index_dtype, compact: bool = True):
+    """Masked tensors as CSR.  ``compact=False``: ``to_sparse_csr()`` as it comes -- its
+    ``col_indices`` is a view into a 2 × nnz int64 storage, and ``torch.save`` writes the
+    whole storage (16 bytes per kept weight instead of 8)."""
     import torch
 
     out = dict(pathway)
     for n in names:
         c = pathway[n].to_sparse_csr()
-        if index_dtype == torch.int32:
-            c = torch.sparse_csr_tensor(c.crow_indices().int(), c.col_indices().int(), c.values(), c.shape)
+        if compact:
+            c = torch.sparse_csr_tensor(c.crow_indices().to(index_dtype).clone(), c.col_indices().to(index_dtype).clone(),
+                                        c.values().clone(), c.shape)
         out[n] = c
     return out
 
@@ -168,13 +173,15 @@ def storage(state, names, masks, tmp: Path):
     rows.append(("dense model (1 copy, no pathways)", dense, dense))
     rows.append(("dense model, zlib", _zlib_size(tmp / "dense.pth"), _zlib_size(tmp / "dense.pth")))
 
-    per = {k: [] for k in ("pathway", "pathway zlib", "csr64", "csr32", "bits")}
+    per = {k: [] for k in ("pathway", "pathway zlib", "csr64 raw", "csr64", "csr32", "bits")}
     for lang in LANGS:
         mask = masks[lang]
         pw = apply_mask(state, mask)
         f = tmp / f"pathway_{lang}.pth"
         per["pathway"].append(_save(pw, f))
         per["pathway zlib"].append(_zlib_size(f))
+        raw = csr_state(pw, names, torch.int64, compact=False)
+        per["csr64 raw"].append(_save(raw, tmp / f"csr64raw_{lang}.pth"))
         c64 = csr_state(pw, names, torch.int64)
         per["csr64"].append(_save(c64, tmp / f"csr64_{lang}.pth"))
         c32 = csr_state(pw, names, torch.int32)
@@ -184,6 +191,7 @@ def storage(state, names, masks, tmp: Path):
         # correctness (asserted): every format rebuilds θ ⊙ m_l exactly
         for n in names:
             assert torch.equal(c64[n].to_dense(), pw[n]) and torch.equal(c32[n].to_dense(), pw[n])
+            assert torch.equal(raw[n].to_dense(), pw[n])
             m = unpack_bits(bs[n + ".bits"], pw[n].shape)
             assert torch.equal(torch.zeros_like(pw[n]).masked_scatter_(m, bs[n + ".values"]), pw[n])
     masks_file = tmp / "m.pt"
@@ -201,7 +209,8 @@ def storage(state, names, masks, tmp: Path):
     rows.append(("masks file alone (PathwayMasks.save, bit-packed)", mbytes / len(LANGS), mbytes))
     rows.append(("shared: dense model + masks file", None, dense + mbytes))
     rows.append(("shared: export.shared_payload (∪ m_l values + bits)", None, sbytes))
-    rows.append(("separate sparse: CSR, int64 indices (to_sparse_csr)", med(per["csr64"]), sum(per["csr64"])))
+    rows.append(("separate sparse: CSR, int64, to_sparse_csr() saved as is", med(per["csr64 raw"]), sum(per["csr64 raw"])))
+    rows.append(("separate sparse: CSR, int64 indices (compact copies)", med(per["csr64"]), sum(per["csr64"])))
     rows.append(("separate sparse: CSR, int32 indices", med(per["csr32"]), sum(per["csr32"])))
     rows.append(("separate sparse: kept values + bit-packed mask", med(per["bits"]), sum(per["bits"])))
     return rows, dense
