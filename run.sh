@@ -209,6 +209,17 @@ data_args() {  # data_args PREFIX SET: ESPnet's --<prefix>_data_path_and_name_an
     echo "--$1_data_path_and_name_and_type $dump/raw/$2/wav.scp,speech,sound"
     echo "--$1_data_path_and_name_and_type $dump/raw/$2/text,text,text"
 }
+# ESPnet training arguments shared by stage 11 and the plugin stages (local/plugin_stages.sh):
+# tokens, global normalisation, data, shape files and resuming.
+# shellcheck disable=SC2207
+train_common_args=(--use_preprocessor true "${token_args[@]}" --ngpu "$ngpu" --seed "$seed"
+    --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz"
+    $(data_args train train) $(data_args valid dev)
+    --train_shape_file "$stats_dir/train/speech_shape"
+    --train_shape_file "$stats_dir/train/text_shape.$token_tag"
+    --valid_shape_file "$stats_dir/valid/speech_shape"
+    --valid_shape_file "$stats_dir/valid/text_shape.$token_tag"
+    --fold_length 80000 --fold_length 150 --resume true)
 
 if run_stage 10 "statistics for global normalisation ($stats_dir)"; then
     if [ -f "$stats_dir/train/feats_stats.npz" ]; then
@@ -243,18 +254,8 @@ if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; the
         log=$asr_exp/train.log  # appended to: a resumed run keeps the earlier epochs' lines
         log_start=$(stat -c %s "$log" 2>/dev/null || echo 0)
         echo "  log: $log   (progress: grep 'epoch results' $log)"
-        # shellcheck disable=SC2046
-        $python -m espnet_pathways.bin.asr_transducer_train \
-            --use_preprocessor true "${token_args[@]}" \
-            --config "$train_config" --ngpu "$ngpu" --seed "$seed" \
-            --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
-            $(data_args train train) $(data_args valid dev) \
-            --train_shape_file "$stats_dir/train/speech_shape" \
-            --train_shape_file "$stats_dir/train/text_shape.$token_tag" \
-            --valid_shape_file "$stats_dir/valid/speech_shape" \
-            --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
-            --fold_length 80000 --fold_length 150 \
-            --resume true --output_dir "$asr_exp" $train_args >> "$log" 2>&1 &
+        $python -m espnet_pathways.bin.asr_transducer_train "${train_common_args[@]}" \
+            --config "$train_config" --output_dir "$asr_exp" $train_args >> "$log" 2>&1 &
         train_pid=$!
         trap 'kill $train_pid 2>/dev/null' EXIT INT TERM
         $python local/watch_training.py "$log" --pid "$train_pid" --offset "$log_start" || true

@@ -54,19 +54,9 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run 
     fi
     mkdir -p "$dir"
     echo "  $sys/$run: training, log: $log"
-    # shellcheck disable=SC2046
-    if $python -m espnet_pathways.bin.pathways_train \
-        --use_preprocessor true "${token_args[@]}" \
-        --config "$cfg" --ngpu "$ngpu" --seed "$seed" \
-        --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
-        $(data_args train train) $(data_args valid dev) \
-        --train_shape_file "$stats_dir/train/speech_shape" \
-        --train_shape_file "$stats_dir/train/text_shape.$token_tag" \
-        --valid_shape_file "$stats_dir/valid/speech_shape" \
-        --valid_shape_file "$stats_dir/valid/text_shape.$token_tag" \
-        --fold_length 80000 --fold_length 150 \
+    if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --config "$cfg" \
         --init_param "$dense_model" --max_epoch "$plugin_epochs" \
-        --resume true --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
+        --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
         && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
         clear_failed "$sys" "$run"
         echo "  $sys/$run: done ($(grep -c 'epoch results' "$log" || true) epochs)"
