@@ -41,10 +41,10 @@ systems=all             # stages 14-21: systems to run, e.g. "imp pathways_imp d
 plugin_langs=           # stages 14-21: languages of the pruning systems (default: --langs)
 target_sparsity=0.7     # stages 14-19: final sparsity of every pruned system
 init_sparsities="20 50 70"  # stages 18-19: initial mask sparsities (%) of Dynamic ASR Pathways
-plugin_epochs=5         # stages 14-19: epochs of each plugin training run (from the dense model)
-prune_interval=50       # stages 14-19: T, optimizer steps between prunes (N*T must fit in the run)
+plugin_epochs=1         # stages 14-19: epochs of each plugin training run (from the dense model)
+prune_interval=25       # stages 14-19: T, optimizer steps between prunes of a multilingual run (N*T must fit in it; monolingual runs scale T by their language's share of the data)
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
-rerank_interval=10      # stages 17,19: n < T, steps between adaptive re-rankings
+rerank_interval=5       # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
 
 options() {  # the option lines above, as "name=default  # help"

@@ -546,12 +546,10 @@ class PathwaysController:
 
     @property
     def last_event_step(self) -> int:
-        """N·T: the last prune step (0 for modes without a schedule)."""
+        """N·T: the last prune step over all languages (0 for modes without a schedule)."""
         if not self.schedules:
             return 0
-        sch = next(iter(self.schedules.values()))
-        sch = getattr(sch, "schedule", sch)
-        return sch.last_prune_step
+        return max(getattr(s, "schedule", s).last_prune_step for s in self.schedules.values())
 
     def soft(self) -> bool:
         """True while adaptive/dynamic training regions extend beyond the masks."""

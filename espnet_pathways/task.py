@@ -118,6 +118,21 @@ def data_languages(
     return {u: language_of(u, table) for u in utts}, source
 
 
+def _check_schedule_fits(ctl: PathwaysController, args: argparse.Namespace, batches_per_epoch: int) -> None:
+    """The last prune event N·T must come within the run, or the target is never reached."""
+    last = ctl.last_event_step
+    steps = batches_per_epoch // max(1, args.accum_grad) * args.max_epoch
+    if last > steps:
+        cfg = ctl.config
+        raise PathwaysError(
+            f"pathways.prune_interval x num_rounds: the last prune event is at optimizer step {last} "
+            f"(T={cfg.prune_interval}), but this run has {steps} steps ({batches_per_epoch} batches x "
+            f"{args.max_epoch} epochs / accum_grad {args.accum_grad}): lower prune_interval or num_rounds, "
+            "or raise --max_epoch"
+        )
+    log.info("pathways: last prune event at step %d of %d", last, steps)
+
+
 class ASRPathwaysTask(ASRTransducerTask):
     """ASR transducer task with language pathways (see the module docstring)."""
 
@@ -190,7 +205,10 @@ class ASRPathwaysTask(ASRTransducerTask):
         cfg = pathways_config(args)
         ctl = cls._controller
         if cfg is None or ctl is None or mode not in ("train", "valid") or (mode == "train" and cfg.batches == "mixed"):
-            return super().build_sequence_iter_factory(args, iter_options, mode)
+            factory = super().build_sequence_iter_factory(args, iter_options, mode)
+            if ctl is not None and mode == "train":
+                _check_schedule_fits(ctl, args, iter_options.num_iters_per_epoch or len(factory.sampler))
+            return factory
         u2l, source = data_languages(args, cfg, mode)
         lengths = _shape_lengths(list(iter_options.shape_files))
         wanted = [lang for lang in ctl.languages if lang in set(u2l.values())]
@@ -215,6 +233,8 @@ class ASRPathwaysTask(ASRTransducerTask):
         except ValueError as e:
             raise PathwaysError(f"pathways ({mode} batches): {e}") from None
         logging.info(f"[{mode}] Batch sampler: {sampler}")
+        if mode == "train":
+            _check_schedule_fits(ctl, args, iter_options.num_iters_per_epoch or len(sampler))
         batches = sampler.batches_for_epoch(1)
         dataset = cls.build_dataset(args, iter_options, {u for b in batches for u in b})
         return SequenceIterFactory(

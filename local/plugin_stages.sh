@@ -65,17 +65,31 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run 
     fi
 }
 
-schedule_keys() {  # schedule_keys FINAL: the pruning schedule shared by every scheduled system
-    echo "schedule=cubic final_sparsity=$1 prune_interval=$prune_interval num_rounds=$prune_rounds"
+schedule_keys() {  # schedule_keys FINAL [T]: the pruning schedule shared by every scheduled system
+    echo "schedule=cubic final_sparsity=$1 prune_interval=${2:-$prune_interval} num_rounds=$prune_rounds"
+}
+
+# A monolingual run sees only its language's share of the training audio, so it has that
+# share of a multilingual run's optimizer steps per epoch: its T (and n) are scaled by the
+# share, so that every run prunes at the same points of its epochs and reaches the target.
+lang_share() {  # lang_share LANG: LANG's fraction of the training frames (stage 10 shapes)
+    awk -v p="${1}_" '{ n += $2; if (index($1, p) == 1) m += $2 } END { printf "%.6f", (n ? m / n : 1) }' \
+        "$stats_dir/train/speech_shape"
+}
+scaled() {  # scaled VALUE SHARE [MIN]: round(VALUE * SHARE), at least MIN (default 1)
+    awk -v v="$1" -v s="$2" -v m="${3:-1}" 'BEGIN { x = int(v * s + 0.5); print (x < m ? m : x) }'
 }
 
 mono_runs() {  # mono_runs SYSTEM STAGE MODE FINAL [KEY=VALUE...]: one run per language
     local sys=$1 st=$2 mode=$3 final=$4; shift 4
-    local l ok=0
+    local l ok=0 share t n
     for l in $plugin_langs; do
+        share=$(lang_share "$l")
+        t=$(scaled "$prune_interval" "$share" 2)
+        n=$(scaled "$rerank_interval" "$share"); [ "$n" -lt "$t" ] || n=$((t - 1))
         # shellcheck disable=SC2046
         $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train_$l.yaml" \
-            mode="$mode" "languages=[$l]" $(schedule_keys "$final") "$@"
+            mode="$mode" "languages=[$l]" $(schedule_keys "$final" "$t") "${@/#rerank_interval=*/rerank_interval=$n}"
         pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" || ok=1
     done
     return $ok
