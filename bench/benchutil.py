@@ -68,3 +68,23 @@ def rotate(items: Sequence, k: int) -> list:
     """``items`` rotated by ``k``: interleave variants A B C, B C A, ... round by round."""
     k %= max(len(items), 1)
     return list(items[k:]) + list(items[:k])
+
+
+def random_model(conf: Path, work: Path, vocab: int = 300) -> tuple[Path, Path, str]:
+    """The architecture of ``conf`` with random weights, saved as ESPnet saves a run."""
+    import torch
+    import yaml
+
+    from espnet2.tasks.asr_transducer import ASRTransducerTask
+
+    parser = ASRTransducerTask.get_parser()
+    args = parser.parse_args(["--config", str(conf), "--token_list", "x", "--output_dir", str(work)])
+    args.token_list = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
+    args.token_type = "char"
+    torch.manual_seed(0)
+    model = ASRTransducerTask.build_model(args)
+    cfg, mdl = work / "config.yaml", work / "model.pth"
+    with cfg.open("w", encoding="utf-8") as f:
+        yaml.safe_dump(vars(args), f)
+    torch.save(model.state_dict(), mdl)
+    return cfg, mdl, f"{conf.relative_to(ROOT)} architecture, random weights"

@@ -46,30 +46,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchutil import NO_GPU, ROOT, command_line, loadavg, machine_line, med  # noqa: E402
+from benchutil import NO_GPU, ROOT, command_line, loadavg, machine_line, med, random_model  # noqa: E402
 
 DEMO_EXP = ROOT / "exp" / "asr_train_demo"
 SPARSITY = 0.7
-
-
-def random_model(conf: Path, work: Path, vocab: int = 300) -> tuple[Path, Path, str]:
-    """The architecture of ``conf`` with random weights, saved as ESPnet saves a run."""
-    import torch
-    import yaml
-
-    from espnet2.tasks.asr_transducer import ASRTransducerTask
-
-    parser = ASRTransducerTask.get_parser()
-    args = parser.parse_args(["--config", str(conf), "--token_list", "x", "--output_dir", str(work)])
-    args.token_list = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
-    args.token_type = "char"
-    torch.manual_seed(0)
-    model = ASRTransducerTask.build_model(args)
-    cfg, mdl = work / "config.yaml", work / "model.pth"
-    with cfg.open("w", encoding="utf-8") as f:
-        yaml.safe_dump(vars(args), f)
-    torch.save(model.state_dict(), mdl)
-    return cfg, mdl, f"{conf.relative_to(ROOT)} architecture, random weights"
 
 
 def test_sets(langs, n_utts: int, work: Path, tiny: bool) -> tuple[dict[str, list[tuple[str, str]]], str]:
