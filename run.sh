@@ -31,6 +31,8 @@ decode_config=conf/decode.yaml         # stage 12 ESPnet inference config
 decode_mode=streaming   # streaming | full (full-context decoding)
 decode_nj=2             # decoding processes run side by side
 decode_split=1          # parts each test set is cut into (more parts: more parallelism)
+decoder=espnet          # stages 12, 20: espnet (stock asr_transducer_inference, one utterance at a time) | batched (espnet_pathways.bin.batch_inference: the same search, utterances batched)
+decode_batch_size=32    # --decoder batched: utterances decoded together
 inference_model=valid.loss.ave.pth     # checkpoint decoded in stage 12
 ngpu=0                  # GPUs for training/decoding
 data=data               # Kaldi data dirs
@@ -64,7 +66,7 @@ Stages:
   12  decode every language's test set (ESPnet asr_transducer_inference)
   13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
   Plugin stages (local/plugin_stages.sh; every system from the stage-11 model, in <expdir>/pathways/<system>/):
-  14  monolingual IMP and LTH per language (systems imp, lth)
+  14  monolingual dense (Ref.), IMP and LTH per language (systems ref, imp, lth)
   15  language-agnostic pruning on all languages (lap)
   16  ASR Pathways from the merged IMP / LTH masks (pathways_imp, pathways_lth)
   17  adaptive masking, monolingual: adaptive IMP / LTH (adaptive_imp, adaptive_lth)
@@ -94,18 +96,20 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$stop_stage" ] || { if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; else stop_stage=13; fi; }
-for v in stage stop_stage nj decode_nj decode_split ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
     echo "$0: --stage $stage is greater than --stop_stage $stop_stage" >&2; exit 2
 fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
+case $decoder in espnet|batched) ;; *) echo "$0: --decoder must be espnet or batched, got '$decoder'" >&2; exit 2 ;; esac
+[ "$decode_batch_size" -ge 1 ] || { echo "$0: --decode_batch_size must be at least 1" >&2; exit 2; }
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
     case $s in
-        all|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
+        all|ref|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
         lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
         *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
     esac
@@ -265,9 +269,17 @@ if run_stage 11 "train dense multilingual streaming transducer -> $asr_exp"; the
     end_stage 11
 fi
 
-decode_dir=$asr_exp/decode_${decode_mode}_$(basename "${decode_config%.*}")
+decode_suffix=; decoder_desc="stock ESPnet asr_transducer_inference"
+if [ "$decoder" = batched ]; then
+    decode_suffix=_batched; decoder_desc="espnet_pathways.bin.batch_inference (ESPnet's search, batched)"
+fi
+decode_dir=$asr_exp/decode_${decode_mode}_$(basename "${decode_config%.*}")$decode_suffix
 if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
     [ -f "$asr_exp/$inference_model" ] || { echo "$0: stage 12 needs $asr_exp/$inference_model: run stage 11 first" >&2; exit 1; }
+    decode_module=espnet2.bin.asr_transducer_inference; decode_batch_args=()
+    if [ "$decoder" = batched ]; then
+        decode_module=espnet_pathways.bin.batch_inference; decode_batch_args=(--batch_size "$decode_batch_size")
+    fi
     stream_args=()
     # --streaming takes any non-empty string as true: pass it only when streaming.
     [ "$decode_mode" = streaming ] && stream_args=(--streaming true)
@@ -285,7 +297,7 @@ if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
             [ -s "$keys" ] || continue
             while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do wait -n || true; done
             part=${keys##*.}
-            $python -m espnet2.bin.asr_transducer_inference --ngpu "$ngpu" \
+            $python -m "$decode_module" "${decode_batch_args[@]}" --ngpu "$ngpu" \
                 --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
                 --key_file "$keys" \
                 --asr_train_config "$asr_exp/config.yaml" \
@@ -314,7 +326,7 @@ fi
 if run_stage 13 "score WER/CER per language -> $asr_exp/RESULTS.md"; then
     $python local/score.py --decode_dir "$decode_dir" --ref_dir "$dump/raw" \
         --sets $test_sets --out "$asr_exp/RESULTS.md" \
-        --title "$tag, $decode_mode decoding, $inference_model"
+        --title "$tag, $decode_mode decoding by $decoder_desc, $inference_model"
     end_stage 13
 fi
 

@@ -29,9 +29,11 @@ else the ``conf/train_demo.yaml`` architecture with random weights (``--tiny``:
 Reported per language: real-time factor (decode wall time / audio duration) of each
 system and their ratio, latency per 640 ms window (median and 90th percentile, ms; the
 final window is excluded), the encoder's median time per window, tokens emitted (the
-beam search's cost depends on them).  Batched decoding: the plugin has no batched
-decoder yet, so the only decoder measured is ESPnet's one-at-a-time one; GPU rows: no
-GPU in this run unless one is present (``--device cuda``).
+beam search's cost depends on them).  Then batched decoding: ESPnet's one-at-a-time
+decoder against :class:`espnet_pathways.decode.BatchDecoder` at ``--batch_sizes``, streaming
+and full context, on ``--batch_utts`` utterances per language, with the number of 1-best
+hypotheses equal to ESPnet's.  GPU rows: no GPU in this run unless one is present
+(``--device cuda``).
 """
 
 from __future__ import annotations
@@ -132,10 +134,13 @@ def main(argv=None) -> int:
     p.add_argument("--decode_config", type=Path, default=ROOT / "conf" / "decode.yaml")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch_utts", type=int, default=25, help="utterances per language for batched decoding")
+    p.add_argument("--batch_sizes", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--rounds", type=int, default=2, help="batched decoding: passes per decoder")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny random model, 1 language, 1 utterance")
     a = p.parse_args(argv)
     if a.tiny:
-        a.langs, a.utts = ["en"], 1
+        a.langs, a.utts, a.batch_utts, a.batch_sizes, a.rounds = ["en"], 2, 2, [2], 1
 
     import numpy as np
     import soundfile as sf
@@ -161,12 +166,12 @@ def main(argv=None) -> int:
             cfg, mdl, desc = random_model(conf, tmp)
         else:
             desc = f"{mdl.relative_to(ROOT) if mdl.is_relative_to(ROOT) else mdl} (trained)"
-        sets, audio_desc = test_sets(a.langs, a.utts, tmp, a.tiny)
+        sets, audio_desc = test_sets(a.langs, max(a.utts, a.batch_utts), tmp, a.tiny)
 
-        def make():
+        def make(streaming=True):
             return Speech2Text(asr_train_config=str(cfg), asr_model_file=str(mdl), device=a.device,
                                beam_size=int(dec.get("beam_size", 4)),
-                               beam_search_config=dec.get("beam_search_config"), streaming=True,
+                               beam_search_config=dec.get("beam_search_config"), streaming=streaming,
                                decoding_window=window_ms, left_context=int(dec.get("left_context", 32)))
 
         dense, pathway = make(), make()
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
                     params[n].copy_(original[n])
             mask.apply_(pathway.asr_model)
             res = {"dense": [], "pathway": []}
-            for ui, (_, path) in enumerate(sets[lang]):
+            for ui, (_, path) in enumerate(sets[lang][: a.utts]):
                 speech, sr = sf.read(path, dtype="float32")
                 speech = np.asarray(speech)
                 order = [("dense", dense), ("pathway", pathway)]
@@ -234,13 +239,85 @@ def main(argv=None) -> int:
         print()
         print("| decoder | utterances/s |")
         print("|---|---|")
-        print("| plugin batched decoding | not measured: the plugin has no batched decoder yet |")
         for name, (secs, n) in overall.items():
             print(f"| ESPnet Speech2Text (asr_transducer_inference's decoder), one at a time, {name}, "
                   f"1 CPU thread, all languages | {n / secs:.2f} (without the 10-20 s process start-up) |")
         if a.device == "cpu":
             print(f"| any, GPU | {NO_GPU} |")
+        del dense, pathway
+        utts = []
+        for lang in a.langs:
+            for _, path in sets[lang][: a.batch_utts]:
+                speech, _ = sf.read(path, dtype="float32")
+                utts.append(torch.from_numpy(np.asarray(speech)))
+        print()
+        batched_section(lambda streaming: make(streaming), utts, a.batch_sizes, a.rounds, window, a.device)
     return 0
+
+
+def batched_section(make, utts, batch_sizes, rounds, window, device) -> None:
+    """ESPnet one at a time vs espnet_pathways.decode.BatchDecoder, same model and audio, alternating."""
+    import torch
+
+    from espnet_pathways.decode import BatchDecoder
+
+    audio = sum(len(u) for u in utts) / 16000
+    print(f"# Batched decoding vs ESPnet one at a time: dense model, {len(utts)} utterances ({audio:.0f} s of "
+          f"audio, all languages), {rounds} rounds alternating the decoder order, median per decoder; "
+          f"same hypotheses = 1-best label sequences equal to ESPnet's\n")
+    print("| mode | decoder | batch | utterances/s | speed-up vs ESPnet | same hypotheses | load average |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for streaming in (True, False):
+        s2t = make(streaming)
+        bd = BatchDecoder(s2t)
+        mode = "streaming" if streaming else "full context"
+
+        def espnet_all():
+            out = []
+            for u in utts:
+                if streaming:
+                    out.append(decode_hyps(s2t, u, window))
+                else:
+                    out.append(s2t(u))
+            return [h[0].yseq for h in out]
+
+        def batched_all(bs):
+            order = sorted(range(len(utts)), key=lambda i: -len(utts[i]))  # as bin/batch_inference does
+            res = {}
+            for i in range(0, len(order), bs):
+                idx = order[i:i + bs]
+                for j, h in zip(idx, bd([utts[k] for k in idx])):
+                    res[j] = h[0].yseq
+            return [res[i] for i in range(len(utts))]
+
+        runs = [("espnet", 1, espnet_all)] + [("batched", bs, (lambda b: lambda: batched_all(b))(bs)) for bs in batch_sizes]
+        times = {(n, b): [] for n, b, _ in runs}
+        hyps = {}
+        for r in range(rounds):
+            for name, bs, fn in (runs if r % 2 == 0 else runs[::-1]):
+                t = time.perf_counter()
+                hyps[(name, bs)] = fn()
+                times[(name, bs)].append(time.perf_counter() - t)
+        ref = hyps[("espnet", 1)]
+        base = len(utts) / med(times[("espnet", 1)])
+        for name, bs, _ in runs:
+            ups = len(utts) / med(times[(name, bs)])
+            same = sum(x == y for x, y in zip(hyps[(name, bs)], ref))
+            label = "ESPnet Speech2Text" if name == "espnet" else "espnet_pathways BatchDecoder"
+            print(f"| {mode} | {label} | {bs} | {ups:.2f} | {ups / base:.2f} | {same}/{len(utts)} | {loadavg()} |",
+                  flush=True)
+    if device == "cpu":
+        print(f"| any | any, GPU | | {NO_GPU} | | | |")
+
+
+def decode_hyps(s2t, speech, window: int):
+    """``inference()``'s streaming loop; the final hypotheses."""
+    steps = len(speech) // window
+    for i in range(steps + 1):
+        final = i == steps
+        hyps = s2t.streaming_decode(speech[i * window:] if final else speech[i * window:(i + 1) * window],
+                                    is_final=final)
+    return hyps
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Stage 20: export pathways and decode them with stock ESPnet inference, many jobs per process.
 
-    local/decode_pathways.py --jobs jobs.tsv --decode_config conf/decode.yaml [--streaming] [--ngpu 0]
+    local/decode_pathways.py --jobs jobs.tsv --decode_config conf/decode.yaml [--streaming] [--ngpu 0] \
+        [--decoder espnet|batched] [--batch_size 32]
 
 Each line of ``jobs.tsv``: ``RUN_DIR LANG MODEL_FILE EXPORT_DIR WAV_SCP OUT_DIR LOG``.  For each
 job: export language LANG's pathway of the pathways run RUN_DIR (θ ⊙ m_LANG, a stock ESPnet
 model dir; skipped when EXPORT_DIR/model.pth exists) with
 :func:`espnet_pathways.export.export_pathway`, then run ``espnet2.bin.asr_transducer_inference``'s
 own ``main`` -- stock ESPnet inference, the same code path as its command line -- on WAV_SCP
-into OUT_DIR.  Why in one process: importing ESPnet costs 15-35 s per process on a busy
+into OUT_DIR (``--decoder batched``: ``espnet_pathways.bin.batch_inference``'s, the same search
+with utterances batched).  A RUN_DIR without ``masks.pt`` is a stock dense run (the Ref. row):
+its own config and MODEL_FILE are decoded, nothing is exported.  Why in one process: importing ESPnet costs 15-35 s per process on a busy
 2-core machine, more than decoding a small test set.  A failing job writes its traceback to
 LOG and the others go on; OUT_DIR/1best_recog/text appears only for a finished job.
 """
@@ -29,11 +32,15 @@ def main(argv=None) -> int:
     p.add_argument("--decode_config", required=True)
     p.add_argument("--streaming", action="store_true")
     p.add_argument("--ngpu", default="0")
+    p.add_argument("--decoder", choices=["espnet", "batched"], default="espnet",
+                   help="espnet: stock asr_transducer_inference; batched: espnet_pathways.bin.batch_inference")
+    p.add_argument("--batch_size", type=int, default=32, help="utterances decoded together (--decoder batched)")
     args = p.parse_args(argv)
 
     from espnet2.bin import asr_transducer_inference
 
     from espnet_pathways import export
+    from espnet_pathways.bin import batch_inference
 
     failed = 0
     for line in args.jobs.read_text(encoding="utf-8").splitlines():
@@ -46,18 +53,27 @@ def main(argv=None) -> int:
             handler = logging.StreamHandler(f)
             logging.getLogger().addHandler(handler)
             try:
-                if not (Path(export_dir) / "model.pth").is_file():
-                    export.export_pathway(run_dir, lang, export_dir, model_file=model_file)
-                    print(f"exported {lang} of {run_dir} -> {export_dir}")
+                if not (Path(run_dir) / "masks.pt").is_file():  # a stock dense run (the Ref. row)
+                    config, model = f"{run_dir}/config.yaml", model_file
+                else:
+                    if not (Path(export_dir) / "model.pth").is_file():
+                        export.export_pathway(run_dir, lang, export_dir, model_file=model_file)
+                        print(f"exported {lang} of {run_dir} -> {export_dir}")
+                    config, model = f"{export_dir}/config.yaml", f"{export_dir}/model.pth"
                 shutil.rmtree(tmp, ignore_errors=True)
                 cmd = ["--ngpu", args.ngpu, "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
-                       "--asr_train_config", f"{export_dir}/config.yaml",
-                       "--asr_model_file", f"{export_dir}/model.pth",
+                       "--asr_train_config", config, "--asr_model_file", model,
                        "--config", args.decode_config, "--output_dir", str(tmp)]
                 if args.streaming:  # --streaming takes any non-empty string as true
                     cmd += ["--streaming", "true"]
-                print("python -m espnet2.bin.asr_transducer_inference " + " ".join(cmd))
-                asr_transducer_inference.main(cmd)
+                if args.decoder == "batched":
+                    cmd += ["--batch_size", str(args.batch_size)]
+                    print("python -m espnet_pathways.bin.batch_inference " + " ".join(cmd))
+                    if batch_inference.main(cmd) != 0:
+                        raise RuntimeError("batch_inference failed (error above)")
+                else:
+                    print("python -m espnet2.bin.asr_transducer_inference " + " ".join(cmd))
+                    asr_transducer_inference.main(cmd)
                 if not (tmp / "1best_recog" / "text").is_file():
                     raise RuntimeError(f"no {tmp}/1best_recog/text after decoding")
                 shutil.rmtree(out, ignore_errors=True)

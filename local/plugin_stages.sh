@@ -134,7 +134,45 @@ fi
 mkdir -p "$pw_dir"
 langs_yaml="[${plugin_langs// /, }]"
 
-if run_stage 14 "monolingual IMP and LTH per language ($plugin_langs) -> $pw_dir/{imp,lth}"; then
+ref_runs() {  # ref_runs: the "Ref." row, one dense monolingual model per language, by stock ESPnet
+    # training (espnet_pathways.bin.asr_transducer_train: ESPnet's entry point + the loss), from
+    # the dense multilingual model, on that language's utterances only (filtered shape files:
+    # ESPnet batches the utterances its shape files list), for --plugin_epochs epochs.
+    local l dir log i f ok=0 a=("${train_common_args[@]}") args
+    for l in $plugin_langs; do
+        dir=$pw_dir/ref/train_$l; log=$dir/train.log
+        if [ -f "$dir/$inference_model" ]; then
+            echo "  ref/train_$l: trained already (skipped)"; clear_failed ref "train_$l"; continue
+        fi
+        mkdir -p "$dir/shapes"; args=()
+        for ((i = 0; i < ${#a[@]}; i++)); do
+            case ${a[i]} in
+                --train_shape_file|--valid_shape_file)
+                    f=$dir/shapes/${a[i]#--}.$(basename "${a[i + 1]}")
+                    grep "^${l}_" "${a[i + 1]}" > "$f" || true
+                    args+=("${a[i]}" "$f"); i=$((i + 1)) ;;
+                *) args+=("${a[i]}") ;;
+            esac
+        done
+        echo "  ref/train_$l: training, log: $log"
+        # shellcheck disable=SC2086
+        if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --config "$train_config" \
+            --init_param "$dense_model" --max_epoch "$plugin_epochs" --output_dir "$dir" $plugin_train_args \
+            > "$log" 2>&1 && [ -f "$dir/$inference_model" ]; then
+            clear_failed ref "train_$l"; echo "  ref/train_$l: done ($(grep -c 'epoch results' "$log" || true) epochs)"
+        else
+            mark_failed ref "train_$l" "$log"; ok=1
+        fi
+    done
+    return $ok
+}
+
+if run_stage 14 "monolingual dense (Ref.), IMP and LTH per language ($plugin_langs) -> $pw_dir/{ref,imp,lth}"; then
+    if want ref; then
+        system_json ref Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=dense \
+            languages="$langs_yaml" per_language=true
+        ref_runs || true
+    fi
     for m in imp lth; do
         want $m || continue
         system_json $m 2 model="${m^^}" mask_changes=false sparsity="$target_sparsity" training=monolingual \
@@ -214,7 +252,7 @@ fi
 if run_stage 20 "decode ($decode_mode, stock ESPnet inference) and score every system on ${plugin_langs// /, } test sets"; then
     # Jobs (system, language) go to decode_nj processes (local/decode_pathways.py): each
     # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference.
-    ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")
+    ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")$decode_suffix
     jobs_dir=$pw_dir/decode_jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
     dec_systems=(); n=0
     for sdir in "$pw_dir"/*/; do
@@ -241,7 +279,8 @@ if run_stage 20 "decode ($decode_mode, stock ESPnet inference) and score every s
     for jobs in "$jobs_dir"/jobs.*; do
         [ -f "$jobs" ] || continue
         $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" \
-            --ngpu "$ngpu" "${stream_flag[@]}" > "$jobs.log" 2>&1 &
+            --ngpu "$ngpu" "${stream_flag[@]}" --decoder "$decoder" --batch_size "$decode_batch_size" \
+            > "$jobs.log" 2>&1 &
     done
     wait || true
     cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
@@ -257,7 +296,7 @@ if run_stage 20 "decode ($decode_mode, stock ESPnet inference) and score every s
         [ ${#sets[@]} -gt 0 ] || continue
         $python local/score.py --decode_dir "$sdir/$ddir_name" --ref_dir "$dump/raw" --sets "${sets[@]}" \
             --out "$sdir/RESULTS.md" \
-            --title "$sys, $decode_mode decoding by stock ESPnet asr_transducer_inference on exported pathways" \
+            --title "$sys, $decode_mode decoding by $decoder_desc on exported pathways" \
             > "$sdir/score.log" 2>&1 && clear_failed "$sys" score || mark_failed "$sys" score "$sdir/score.log"
     done
     end_stage 20
@@ -265,7 +304,7 @@ fi
 
 if run_stage 21 "report -> $pw_dir/RESULTS.md"; then
     # shellcheck disable=SC2086
-    $python local/report.py --pw_dir "$pw_dir" --dense "$asr_exp" --langs $plugin_langs \
+    $python local/report.py --pw_dir "$pw_dir" --dense "$asr_exp" --langs $plugin_langs --decoder "$decoder" \
         --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" || pw_failed=1
     end_stage 21
 fi

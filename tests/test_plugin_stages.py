@@ -167,6 +167,7 @@ def test_help_lists_plugin_stages_and_options():
     (["--target_sparsity", "70"], "--target_sparsity must be a fraction"),
     (["--init_sparsities", "0.5"], "--init_sparsities takes percentages"),
     (["--prune_interval", "x"], "--prune_interval must be a non-negative integer"),
+    (["--decoder", "fast"], "--decoder must be espnet or batched"),
 ])
 def test_bad_plugin_options_fail_before_any_stage(args, message):
     out = subprocess.run(["bash", str(ROOT / "run.sh"), *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -189,7 +190,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     common = ["--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "corpus"),
               "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
               "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2"]
-    plugin = ["--systems", "lth pathways_lth dyn_lth_s70", "--init_sparsities", "70", "--plugin_epochs", "1",
+    plugin = ["--systems", "ref lth pathways_lth dyn_lth_s70", "--init_sparsities", "70", "--plugin_epochs", "1",
               "--prune_interval", "2", "--prune_rounds", "1", "--rerank_interval", "1"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     start = time.time()
@@ -200,7 +201,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     pw = tmp_path / "exp" / "pathways"
     text = (pw / "RESULTS.md").read_text()
     rep = json.loads((pw / "report.json").read_text())
-    for name in ("dense", "lth", "pathways_lth", "dyn_lth_s70"):
+    for name in ("dense", "ref", "lth", "pathways_lth", "dyn_lth_s70"):
         assert set(rep["systems"][name]["wer"]) == {"en", "fr"}, name
         assert rep["systems"][name]["status"] == "ok", name
         assert f"`{name}`" in text
@@ -215,4 +216,15 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("trained already (skipped)") == 4
+    assert again.stdout.count("trained already (skipped)") == 6
+    # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
+    batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
+                              "--decoder", "batched", "--decode_batch_size", "4"],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert batched.returncode == 0, batched.stdout[-3000:] + batched.stderr[-2000:]
+    for name in ("ref", "pathways_lth"):
+        for lang in ("en", "fr"):
+            stock = pw / name / "decode_streaming_decode_fast" / f"{lang}_test" / "1best_recog" / "token_int"
+            ours = pw / name / "decode_streaming_decode_fast_batched" / f"{lang}_test" / "1best_recog" / "token_int"
+            assert sorted(ours.read_text().splitlines()) == sorted(stock.read_text().splitlines()), (name, lang)
+    assert "batch_inference" in (pw / "pathways_lth" / "RESULTS.md").read_text()
