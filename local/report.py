@@ -269,8 +269,8 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
             continue
         fig, ax = plt.subplots(figsize=(7, 4))
         for (lang, split), pts in sorted(curves.items()):
-            ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ls="-" if split == "valid" else ":",
-                    label=f"{lang} {split}")
+            ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o" if split == "valid" else ".",
+                    ls="-" if split == "valid" else ":", label=f"{lang} {split}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(f"{name}: training curves per language")
@@ -297,7 +297,11 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
 
 
 def training_curves(sdir: Path, langs):
-    """{(lang, train|valid): [(epoch, loss_<lang>)]} from the system's train.log files."""
+    """{(lang, train|valid): [(epoch, loss_<lang>)]} from the system's train.log files.
+
+    train: ESPnet's per-interval lines (``<e>epoch:train:<a>-<b>batch: ... loss_<l>=...``),
+    placed at epoch e - 1 + b / (batches in epoch e); valid: the epoch results, at epoch e.
+    """
     import re
 
     out = {}
@@ -305,14 +309,25 @@ def training_curves(sdir: Path, langs):
     for log in logs:
         if not log.is_file():
             continue
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            m = re.search(r"(\d+)epoch results: \[train\] (.*)\[valid\] (.*)", line)
-            if not m:
-                continue
-            for split, part in (("train", m.group(2)), ("valid", m.group(3))):
-                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", part):
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        per_epoch, prev = {}, 0
+        for line in lines:
+            m = re.search(r"(\d+)epoch results: \[train\] .*?total_count=(\d+)", line)
+            if m:
+                per_epoch[int(m.group(1))] = int(m.group(2)) - prev
+                prev = int(m.group(2))
+        for line in lines:
+            m = re.search(r"(\d+)epoch:train:\d+-(\d+)batch: (.*)", line)
+            if m and int(m.group(1)) in per_epoch:
+                e, end = int(m.group(1)), int(m.group(2))
+                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", m.group(3)):
                     if lang in langs:
-                        out.setdefault((lang, split), []).append((int(m.group(1)), float(v)))
+                        out.setdefault((lang, "train"), []).append((e - 1 + end / max(per_epoch[e], 1), float(v)))
+            m = re.search(r"(\d+)epoch results: \[train\] (.*)\[valid\] (.*)", line)
+            if m:
+                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", m.group(3)):
+                    if lang in langs:
+                        out.setdefault((lang, "valid"), []).append((int(m.group(1)), float(v)))
     return out
 
 
