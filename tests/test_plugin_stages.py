@@ -79,11 +79,12 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
     rows = [r for r in t1.splitlines() if r.startswith("| ") and "---" not in r]
     assert rows[0].startswith("| Stage | Model | System | Mask can change? | Sparsity | Mono/multilingual training | "
                               "Initialisation | EN | FR | Avg. | Rel. vs dense (avg) |")
-    assert len(rows) == 1 + 8
+    assert len(rows) == 1 + 9  # dense, Ref., LAP, IMP, LTH, 2 ASR Pathways, 2 adaptive
     assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
     lth = next(r for r in rows if "`lth`" in r)
     assert "44.00 (+10.0%)" in lth and "48.00" in lth and "+6.7%" in lth  # avg 48 vs dense 45
     assert "missing (stage 14)" in next(r for r in rows if "`imp`" in r)
+    assert "missing (stage 14)" in next(r for r in rows if "`ref`" in r) and "| Ref. | Dense |" in t1
     assert "missing (stage 17)" in next(r for r in rows if "`adaptive_lth`" in r)
     lap = next(r for r in rows if "`lap`" in r)
     assert "failed" in lap and "train.log" in lap
@@ -154,7 +155,7 @@ def test_pathways_config_is_the_dense_config_plus_a_section(tmp_path):
 def test_help_lists_plugin_stages_and_options():
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
-    for s in ("14  monolingual IMP and LTH", "15  language-agnostic", "16  ASR Pathways", "17  adaptive",
+    for s in ("14  monolingual dense (Ref.), IMP and LTH", "15  language-agnostic", "16  ASR Pathways", "17  adaptive",
               "19  Dynamic ASR Pathways", "20  export", "21  report"):
         assert s in out.stdout
     for o in ("--target_sparsity (0.7)", "--plugin_langs", "--plugin_epochs", "--prune_interval", "--rerank_interval",

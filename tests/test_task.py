@@ -198,6 +198,7 @@ def test_merge_masks_from_runs(init_masks, tmp_path):
     (["--pathways", "languages=[fr, de]"], "pathways.languages: mode imp trains one language"),
     (["--pathways", "languages=[de]"], "pathways.languages: no training data for 'de'"),
     (["--pathways", "rerank_interval=3"], "pathways.rerank_interval: not used by mode imp"),
+    (["--pathways", "prune_interval=1000"], "the last prune event is at optimizer step 2000 (T=1000), but this run has 4 steps"),
 ])
 def test_bad_input_fails_before_anything_is_written(extra, message, data, tmp_path, capsys):
     out = tmp_path / "exp"

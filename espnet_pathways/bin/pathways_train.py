@@ -12,6 +12,7 @@ ends the run with one ``pathways_train: error: ...`` line on stderr and exit sta
 """
 
 import sys
+from pathlib import Path
 
 from espnet_pathways.espnet_compat import install_transducer_loss
 
@@ -26,11 +27,26 @@ def get_parser():
     return ASRPathwaysTask.get_parser()
 
 
+def _output_dir(argv) -> Path | None:
+    for i, a in enumerate(argv):
+        if a == "--output_dir" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if a.startswith("--output_dir="):
+            return Path(a.split("=", 1)[1])
+    return None
+
+
 def main(cmd=None):
     install_transducer_loss()
+    out = _output_dir(sys.argv[1:] if cmd is None else cmd)
+    fresh = out is not None and not (out / "config.yaml").exists()
     try:
         ASRPathwaysTask.main(cmd=cmd)
     except PathwaysError as e:
+        # Some checks need the data iterators, which ESPnet builds after writing config.yaml:
+        # a run that failed before its first step leaves no config behind.
+        if fresh and not (out / "checkpoint.pth").exists():
+            (out / "config.yaml").unlink(missing_ok=True)
         print(f"pathways_train: error: {e}", file=sys.stderr)
         sys.exit(1)
 
