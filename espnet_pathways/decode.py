@@ -188,6 +188,71 @@ class BatchDecoder:
         return torch.cat(outs)
 
     @torch.no_grad()
+    def encode_streaming_batch(self, speeches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder outputs of :meth:`encode_streaming` for many utterances, windows batched.
+
+        Features: ESPnet's ``OnlineAudioProcessor`` per utterance, window by window.  Encoder:
+        window w of every utterance that has one in one call, each block's streaming cache
+        stacked from the utterances' own caches and split back after the call (the caches
+        are per block, batch-first tensors).  Windows of equal length only share a call, so
+        nothing is padded; the steps are ``encoder.chunk_forward``'s, with a per-utterance
+        count of frames already seen.  Needs a non-VGG input block (else: one by one).
+        """
+        s2t, encoder = self.s2t, self.model.encoder
+        if getattr(encoder.embed, "vgg_like", False):
+            return [self.encode_streaming(sp) for sp in speeches]
+        n, lc, device = s2t.audio_processor.decoding_samples, s2t.left_context, s2t.device
+        feats: list[list[torch.Tensor]] = []
+        try:
+            for sp in speeches:
+                sp = sp.to(device=device, dtype=self.dtype)
+                s2t.audio_processor.reset_cache()
+                steps, fs = len(sp) // n, []
+                for i in range(steps + 1):
+                    final = i == steps
+                    f, fl = s2t.audio_processor.compute_features(sp[i * n:] if final else sp[i * n:(i + 1) * n], final)
+                    fs.append(f[0, : int(fl[0])])
+                feats.append(fs)
+            encoder.reset_cache(lc, device=device)
+            blocks = list(encoder.encoders.blocks)
+            fresh = [[c.clone() for c in b.cache] for b in blocks]
+            caches = [[[c.clone() for c in bc] for bc in fresh] for _ in speeches]  # utt -> block -> tensors
+            processed = [0] * len(speeches)
+            outs: list[list[torch.Tensor]] = [[] for _ in speeches]
+            for w in range(max(len(fs) for fs in feats)):
+                # One call per feature length: a block's new caches are the last frames of
+                # its input, so a padded window would leave padding in them.  Every window but
+                # an utterance's last has the same length: one call for most of the batch.
+                by_len: dict[int, list[int]] = {}
+                for u in range(len(speeches)):
+                    if w < len(feats[u]):
+                        by_len.setdefault(feats[u][w].size(0), []).append(u)
+                for t_in, group in by_len.items():
+                    valid = _subsampled_length(encoder.embed.conv, t_in) - 2
+                    if valid <= 0:  # a last window with no frame left adds nothing
+                        continue
+                    x, _ = encoder.embed(torch.stack([feats[u][w] for u in group]), None)
+                    x = x[:, 1:-1, :]
+                    if x.size(1) != valid:
+                        raise RuntimeError(f"window {w}: {x.size(1)} frames, expected {valid}")
+                    pos_enc = encoder.pos_enc(x, left_context=lc)
+                    done = torch.tensor([[processed[u]] for u in group], device=device)
+                    past = torch.arange(lc, device=device).view(1, lc).flip(1) >= done
+                    mask = torch.cat([past, past.new_zeros(len(group), valid)], dim=1)
+                    for b, block in enumerate(blocks):
+                        block.cache = [torch.cat([caches[u][b][k] for u in group]) for k in range(len(fresh[b]))]
+                    y = encoder.encoders.chunk_forward(x, pos_enc, mask, left_context=lc)
+                    for j, u in enumerate(group):
+                        for b, block in enumerate(blocks):
+                            caches[u][b] = [c[j:j + 1] for c in block.cache]
+                        outs[u].append(y[j])
+                        processed[u] += valid
+        finally:
+            s2t.reset_streaming_cache()
+        dim = encoder.output_size if isinstance(getattr(encoder, "output_size", None), int) else None
+        return [torch.cat(o) if o else torch.zeros(0, dim or 0, device=device) for o in outs]
+
+    @torch.no_grad()
     def encode_full(self, speeches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Full-context encoder outputs: features one utterance at a time, one padded encoder call."""
         model, device = self.model, self.s2t.device
@@ -231,7 +296,7 @@ class BatchDecoder:
     def __call__(self, speeches: Sequence[torch.Tensor]) -> list[list[Hypothesis]]:
         """N-best hypotheses of every waveform (1-D tensors), in input order."""
         if self.streaming:
-            enc = [self.encode_streaming(s) for s in speeches]
+            enc = self.encode_streaming_batch(speeches)
         else:
             enc = self.encode_full(speeches)
         kept = beam_search_batch(self.model.decoder, self.model.joint_network, enc, self.beam_size)

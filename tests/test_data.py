@@ -156,10 +156,13 @@ def test_generator_refuses_a_folder_it_did_not_finish(tmp_path):
 
 def test_generator_interrupted_leaves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, str(LOCAL / "make_mini_mls.py"), "--out", str(tmp_path),
-                             "--size", "tiny", "--langs", "en", "--train_utts", "40", "--jobs", "1"],
+                             "--size", "tiny", "--langs", "en", "--train_utts", "400", "--jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
+    # 400 utterances: the run lasts long enough to be caught mid-way on a busy machine; it
+    # is interrupted as soon as its first audio file exists.
+    deadline = time.time() + 60
     while not list(tmp_path.glob(".mls_english.tmp*/train/audio/*")) and time.time() < deadline:
+        assert proc.poll() is None, "the generator finished before it could be interrupted"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

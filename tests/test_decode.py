@@ -137,3 +137,13 @@ def test_command_line_bad_batch_size_is_one_line(model, audio, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err == ["batch_inference: error: --batch_size must be at least 1, got 0"]
     assert not (tmp_path / "o").exists()
+
+
+def test_streaming_encoder_batched_equals_one_by_one(model, audio):
+    _, waves = audio
+    dec = BatchDecoder(speech2text(model, True, 1))
+    many = dec.encode_streaming_batch(waves)
+    for w, got in zip(waves, many):
+        one = dec.encode_streaming(w)
+        assert got.shape == one.shape and one.size(0) > 0
+        assert torch.allclose(got, one, atol=1e-5)
