@@ -12,8 +12,9 @@ of it is kernel-launch overhead.  :class:`BatchDecoder` keeps ESPnet's algorithm
   forward per batch (the conformer masks padding in attention and convolution);
 * **streaming** (``Speech2Text.streaming_decode`` as ``inference()`` feeds it): per
   utterance the same windows of ``decoding_window`` ms through the same
-  ``OnlineAudioProcessor`` and ``encoder.chunk_forward`` with ``left_context``; the encoder
-  outputs of the windows are concatenated.  ESPnet's search carries its hypotheses from
+  ``OnlineAudioProcessor``; then window w of every utterance through the encoder's
+  streaming path (``chunk_forward``'s steps, ``left_context``) in one call, each block's
+  cache stacked from the utterances' own; each utterance's window outputs are concatenated.  ESPnet's search carries its hypotheses from
   window to window (``search_cache``) and resets only at the last one, so searching the
   concatenation gives the same result as searching window by window;
 * **search**: frame-synchronous over the batch.  At frame t every utterance runs ESPnet's
