@@ -177,23 +177,14 @@ def _last_at_least(counts_ge, k: int) -> int:
 
 
 def sel_radix(s, k):
-    """Radix select on order-preserving int keys: bits+1 for |θ| ≥ 0, 0 for the −1 filler."""
-    import torch
+    """Radix select (espnet_pathways.pruning's, which _top_k uses from RADIX_MIN_NUMEL scores on)."""
+    from espnet_pathways.pruning import _radix_keys, _radix_kth_largest
 
     e = _edge(s, k)
     if e is not None:
         return e
-    bits = s.view(torch.int32)
-    key = torch.where(s >= 0, bits + 1, torch.zeros((), dtype=torch.int32))
-    hi = key >> 16
-    h = torch.bincount(hi, minlength=1 << 15)
-    ge = h.flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
-    b = _last_at_least(ge, k)
-    above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
-    low = key[hi == b] & 0xFFFF
-    ge2 = torch.bincount(low, minlength=1 << 16).flip(0).cumsum(0).flip(0)
-    lo = _last_at_least(ge2, k - above)
-    tkey = (b << 16) | lo
+    key = _radix_keys(s)
+    tkey = _radix_kth_largest(key, k)
     return _finish(key > tkey, key == tkey, k)
 
 

@@ -75,18 +75,45 @@ def _scores(name: str, w: Tensor, region: Tensor | None) -> Tensor:
     return s
 
 
-def _top_k(scores: Tensor, k: int) -> Tensor:
-    """Bool mask of the k largest scores; ties go to the lower index."""
+# From this many scores on, _top_k finds the threshold by radix select instead of
+# kthvalue: same result, 0.4-0.6x the time at 1M-70M scores (bench/mask_updates.py).
+RADIX_MIN_NUMEL = 1 << 20
+
+
+def _top_k(scores: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
+    """Bool mask of the k largest scores (float32, each >= 0 or the -1 filler); ties go to the lower index."""
     n = scores.numel()
     if k >= n:
         return torch.ones_like(scores, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
-    thr = scores.kthvalue(n - k + 1).values  # k-th largest
-    keep = scores > thr
-    tie = scores == thr
-    keep |= tie & (tie.cumsum(0) <= k - int(keep.sum()))
+    if n >= radix_min and scores.dtype == torch.float32:
+        key = _radix_keys(scores)
+        thr = _radix_kth_largest(key, k)
+        keep, tie = key > thr, key == thr
+    else:
+        thr = scores.kthvalue(n - k + 1).values  # k-th largest
+        keep, tie = scores > thr, scores == thr
+    short = k - int(keep.sum())
+    if short > 0:
+        keep[tie.nonzero().squeeze(1)[:short]] = True
     return keep
+
+
+def _radix_keys(scores: Tensor) -> Tensor:
+    """Order-preserving int32 keys: a float32 >= 0 has its bit pattern + 1, the -1 filler 0."""
+    return torch.where(scores >= 0, scores.view(torch.int32) + 1, torch.zeros((), dtype=torch.int32, device=scores.device))
+
+
+def _radix_kth_largest(key: Tensor, k: int) -> int:
+    """The k-th largest key, by two 16-bit histogram passes (keys are in [0, 2^31))."""
+    hi = key >> 16
+    ge = torch.bincount(hi, minlength=1 << 15).flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
+    b = int((ge >= k).sum()) - 1
+    above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
+    ge2 = torch.bincount(key[hi == b] & 0xFFFF, minlength=1 << 16).flip(0).cumsum(0).flip(0)
+    lo = int((ge2 >= k - above).sum()) - 1
+    return (b << 16) | lo
 
 
 def _select(

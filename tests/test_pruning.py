@@ -10,6 +10,7 @@ from espnet_pathways.masks import MaskSet, PathwayMasks, prunable_names
 from espnet_pathways.optim import PathwayGuard, mask_grads_
 from espnet_pathways.pruning import (
     GLOBAL,
+    _top_k,
     AdaptiveSchedule,
     CubicSchedule,
     FixedFractionSchedule,
@@ -313,3 +314,15 @@ def test_rerank_global_keeps_total():
     _perturb_(model, 9, scale=1.0)
     r = rerank(model, pw["fr"], scope="global")
     assert r.masks.kept() == pw["fr"].kept()
+
+
+@pytest.mark.parametrize("k", [1, 700, 29_999, 30_000, 45_000, 99_999])
+def test_radix_selection_equals_kthvalue_selection(k):
+    """Large score vectors take the radix path: the same mask as kthvalue, ties and filler included."""
+    g = torch.Generator().manual_seed(k)
+    s = torch.randint(0, 2000, (100_000,), generator=g).float() / 7.0  # many ties
+    s[torch.rand(100_000, generator=g) < 0.3] = -1.0  # outside the candidates
+    s[:50] = 0.0
+    radix = _top_k(s.clone(), k, radix_min=1)
+    plain = _top_k(s.clone(), k, radix_min=10**9)
+    assert int(radix.sum()) == k and torch.equal(radix, plain)
