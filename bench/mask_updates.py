@@ -241,7 +241,7 @@ def sel_sample(s, k, m: int = 65536, seed: int = 0):
 
 
 KERNELS = {
-    "plugin _top_k (kthvalue + cumsum ties)": sel_plugin,
+    "plugin _top_k (radix from 1M scores, else kthvalue)": sel_plugin,
     "kthvalue": sel_kthvalue,
     "topk": sel_topk,
     "sort": sel_sort,
