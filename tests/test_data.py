@@ -157,7 +157,9 @@ def test_generator_refuses_a_folder_it_did_not_finish(tmp_path):
 def test_generator_interrupted_leaves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, str(LOCAL / "make_mini_mls.py"), "--out", str(tmp_path),
                              "--size", "tiny", "--langs", "en", "--train_utts", "400", "--jobs", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a test run started in the background inherits an ignored SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # 400 utterances: the run lasts long enough to be caught mid-way on a busy machine; it
     # is interrupted as soon as its first audio file exists.
     deadline = time.time() + 60
