@@ -105,7 +105,8 @@ class EncoderTimer:
 def decode(s2t, speech, window: int, enc: EncoderTimer | None = None):
     """Feed ``speech`` as ``inference()`` does.
 
-    Returns (total s, per-window s except the final, encoder s per window except the final, tokens).
+    Returns (total s, per-window s except the final, encoder s per window except the final, tokens,
+    final hypotheses).
     """
     steps = len(speech) // window
     times, enc_times = [], []
@@ -122,7 +123,7 @@ def decode(s2t, speech, window: int, enc: EncoderTimer | None = None):
                 enc_times.append(enc.times[-1])
     total = time.perf_counter() - t0
     tokens = len(hyps[0].yseq) - 1 if hyps else 0
-    return total, times, enc_times, tokens
+    return total, times, enc_times, tokens, hyps
 
 
 def main(argv=None) -> int:
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
                 if (ui + li) % 2:
                     order.reverse()
                 for name, s2t in order:
-                    total, times, enc_times, tokens = decode(s2t, speech, window, timers[name])
+                    total, times, enc_times, tokens, _ = decode(s2t, speech, window, timers[name])
                     res[name].append((total, times, tokens, len(speech) / sr, enc_times))
             audio = sum(r[3] for r in res["dense"])
             for name in overall:
@@ -276,7 +277,7 @@ def batched_section(make, utts, batch_sizes, rounds, window, device) -> None:
             out = []
             for u in utts:
                 if streaming:
-                    out.append(decode_hyps(s2t, u, window))
+                    out.append(decode(s2t, u, window)[4])
                 else:
                     out.append(s2t(u))
             return [h[0].yseq for h in out]
@@ -308,16 +309,6 @@ def batched_section(make, utts, batch_sizes, rounds, window, device) -> None:
                   flush=True)
     if device == "cpu":
         print(f"| any | any, GPU | | {NO_GPU} | | | |")
-
-
-def decode_hyps(s2t, speech, window: int):
-    """``inference()``'s streaming loop; the final hypotheses."""
-    steps = len(speech) // window
-    for i in range(steps + 1):
-        final = i == steps
-        hyps = s2t.streaming_decode(speech[i * window:] if final else speech[i * window:(i + 1) * window],
-                                    is_final=final)
-    return hyps
 
 
 if __name__ == "__main__":

@@ -165,20 +165,32 @@ class BatchDecoder:
     def dtype(self) -> torch.dtype:
         return getattr(torch, self.s2t.dtype)
 
-    @torch.no_grad()
-    def encode_streaming(self, speech: torch.Tensor) -> torch.Tensor:
-        """(T, D) encoder output of one utterance fed window by window, as ESPnet's inference() does."""
+    def _window_features(self, speech: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(feats (1, T, F), lengths) of each window, as ESPnet's inference() feeds streaming_decode.
+
+        ESPnet's ``OnlineAudioProcessor``, reset before and after; its state does not depend
+        on the encoder's, so the features of all windows can be computed first.
+        """
         s2t = self.s2t
         n = s2t.audio_processor.decoding_samples
         steps = len(speech) // n
         speech = speech.to(device=s2t.device, dtype=self.dtype)
+        s2t.audio_processor.reset_cache()
+        try:
+            return [s2t.audio_processor.compute_features(speech[i * n:] if i == steps else speech[i * n:(i + 1) * n],
+                                                         i == steps)
+                    for i in range(steps + 1)]
+        finally:
+            s2t.audio_processor.reset_cache()
+
+    @torch.no_grad()
+    def encode_streaming(self, speech: torch.Tensor) -> torch.Tensor:
+        """(T, D) encoder output of one utterance fed window by window, as ESPnet's inference() does."""
+        s2t = self.s2t
         s2t.reset_streaming_cache()
         outs = []
         try:
-            for i in range(steps + 1):
-                final = i == steps
-                chunk = speech[i * n:] if final else speech[i * n:(i + 1) * n]
-                feats, feats_len = s2t.audio_processor.compute_features(chunk, final)
+            for feats, feats_len in self._window_features(speech):
                 enc = self.model.encoder.chunk_forward(
                     feats, feats_len, s2t.num_processed_frames, left_context=s2t.left_context,
                 )
@@ -202,18 +214,9 @@ class BatchDecoder:
         s2t, encoder = self.s2t, self.model.encoder
         if getattr(encoder.embed, "vgg_like", False):
             return [self.encode_streaming(sp) for sp in speeches]
-        n, lc, device = s2t.audio_processor.decoding_samples, s2t.left_context, s2t.device
-        feats: list[list[torch.Tensor]] = []
+        lc, device = s2t.left_context, s2t.device
+        feats = [[f[0, : int(fl[0])] for f, fl in self._window_features(sp)] for sp in speeches]
         try:
-            for sp in speeches:
-                sp = sp.to(device=device, dtype=self.dtype)
-                s2t.audio_processor.reset_cache()
-                steps, fs = len(sp) // n, []
-                for i in range(steps + 1):
-                    final = i == steps
-                    f, fl = s2t.audio_processor.compute_features(sp[i * n:] if final else sp[i * n:(i + 1) * n], final)
-                    fs.append(f[0, : int(fl[0])])
-                feats.append(fs)
             encoder.reset_cache(lc, device=device)
             blocks = list(encoder.encoders.blocks)
             fresh = [[c.clone() for c in b.cache] for b in blocks]
@@ -250,8 +253,7 @@ class BatchDecoder:
                         processed[u] += valid
         finally:
             s2t.reset_streaming_cache()
-        dim = encoder.output_size if isinstance(getattr(encoder, "output_size", None), int) else None
-        return [torch.cat(o) if o else torch.zeros(0, dim or 0, device=device) for o in outs]
+        return [torch.cat(o) if o else torch.zeros(0, encoder.output_size, device=device) for o in outs]
 
     @torch.no_grad()
     def encode_full(self, speeches: Sequence[torch.Tensor]) -> list[torch.Tensor]:

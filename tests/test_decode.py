@@ -129,13 +129,17 @@ def test_command_line_writes_what_espnet_writes(model, audio, streaming, tmp_pat
     assert len(read(tmp_path / "batched", "token_int")) == len(LENGTHS)
 
 
-def test_command_line_bad_batch_size_is_one_line(model, audio, tmp_path, capsys):
+@pytest.mark.parametrize("extra, message", [
+    (["--batch_size", "0"], "--batch_size must be at least 1, got 0"),
+    (["--quantize_asr_model", "true"], "--quantize_asr_model: batched decoding does not support quantised models"),
+])
+def test_command_line_bad_option_is_one_line(model, audio, tmp_path, capsys, extra, message):
     cfg, mdl = model
     scp, _ = audio
-    rc = batch_inference.main(["--asr_train_config", str(cfg), "--asr_model_file", str(mdl), "--batch_size", "0",
+    rc = batch_inference.main(["--asr_train_config", str(cfg), "--asr_model_file", str(mdl), *extra,
                                "--data_path_and_name_and_type", f"{scp},speech,sound", "--output_dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err == ["batch_inference: error: --batch_size must be at least 1, got 0"]
+    assert rc == 1 and err == [f"batch_inference: error: {message}"]
     assert not (tmp_path / "o").exists()
 
 

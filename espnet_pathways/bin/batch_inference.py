@@ -51,6 +51,8 @@ def inference(args: Any) -> None:
         raise ValueError("--ngpu: only single-GPU decoding is supported")
     if args.lm_train_config or args.lm_file:
         raise ValueError("--lm_train_config/--lm_file: batched decoding does not support LM fusion")
+    if args.quantize_asr_model:
+        raise ValueError("--quantize_asr_model: batched decoding does not support quantised models")
     device = "cuda" if args.ngpu >= 1 else "cpu"
     set_all_random_seed(args.seed)
     s2t = Speech2Text.from_pretrained(
