@@ -48,6 +48,7 @@ prune_interval=25       # stages 14-19: T, optimizer steps between prunes of a m
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=5       # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
+seeds=0                 # stages 14-21: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
 options() {  # the option lines above, as "name=default  # help"
     sed -n '/^# -* options/,/^options()/p' "$0" | grep -E "^[a-z_]+="
@@ -68,7 +69,7 @@ Stages:
   Plugin stages (local/plugin_stages.sh; every system from the stage-11 model, in <expdir>/pathways/<system>/):
   14  monolingual dense (Ref.), IMP and LTH per language (systems ref, imp, lth)
   15  language-agnostic pruning on all languages (lap)
-  16  ASR Pathways from the merged IMP / LTH masks (pathways_imp, pathways_lth)
+  16  ASR Pathways from the merged IMP / LTH masks, and from random masks (pathways_imp, pathways_lth, pathways_random)
   17  adaptive masking, monolingual: adaptive IMP / LTH (adaptive_imp, adaptive_lth)
   18  LTH / LAP masks at each lower --init_sparsities value N (lth_sN, lap_sN)
   19  Dynamic ASR Pathways from LTH / LAP masks at N% (dyn_lth_sN, dyn_lap_sN)
@@ -109,11 +110,16 @@ case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, 
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
     case $s in
-        all|ref|imp|lth|lap|pathways_imp|pathways_lth|adaptive_imp|adaptive_lth) ;;
+        all|ref|imp|lth|lap|pathways_imp|pathways_lth|pathways_random|adaptive_imp|adaptive_lth) ;;
         lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
         *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
     esac
 done
+[ -n "${seeds// /}" ] || { echo "$0: --seeds needs at least one integer seed" >&2; exit 2; }
+for s in $seeds; do
+    [[ $s =~ ^[0-9]+$ ]] || { echo "$0: --seeds takes non-negative integers, got '$s'" >&2; exit 2; }
+done
+[ "$(printf '%s\n' $seeds | sort | uniq -d)" = "" ] || { echo "$0: --seeds: a seed is given twice in '$seeds'" >&2; exit 2; }
 [[ $target_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --target_sparsity must be a fraction in (0, 1), got '$target_sparsity'" >&2; exit 2; }
 for s in $init_sparsities; do
     [[ $s =~ ^[0-9]{1,2}$ ]] || { echo "$0: --init_sparsities takes percentages (0-99), got '$s'" >&2; exit 2; }

@@ -202,6 +202,36 @@ def magnitude_prune(
     return _select(w, keep, candidates)
 
 
+def random_prune(
+    weights: nn.Module | Mapping[str, Tensor],
+    sparsity: float,
+    *,
+    generator: torch.Generator,
+    names: Iterable[str] | None = None,
+    scope: str = "tensor",
+) -> PruneResult:
+    """Masks keeping a uniformly random subset at ``sparsity`` (the ASR Pathways paper's
+    random-mask control).
+
+    Exactly the keep counts of :func:`magnitude_prune` (per tensor or global), chosen by
+    ranking i.i.d. uniform scores drawn from ``generator`` instead of |θ|; the weights'
+    values are not read, only their names and shapes.  Deterministic for a generator state.
+    """
+    s = check_sparsity(sparsity)
+    _check_scope(scope)
+    if names is None:
+        names = prunable_names(weights) if isinstance(weights, nn.Module) else list(weights)
+    w = _weights(weights, names)
+    if not w:
+        raise ValueError("random_prune: no tensors to prune (pass names=...)")
+    scores = {n: torch.rand(t.shape, generator=generator, dtype=torch.float32).to(t.device) for n, t in w.items()}
+    if scope == "tensor":
+        keep: dict[str, int] | int = {n: round((1.0 - s) * t.numel()) for n, t in w.items()}
+    else:
+        keep = round((1.0 - s) * sum(t.numel() for t in w.values()))
+    return _select(scores, keep, None)
+
+
 def rerank(
     weights: nn.Module | Mapping[str, Tensor],
     masks: MaskSet,

@@ -1,6 +1,6 @@
 # Plugin stages 14-21 of run.sh (sourced at its end; uses its options and helpers).
 #
-# Every system lives in $expdir/pathways/<system>/:
+# Every system of training seed k (--seeds) lives in $expdir/pathways/seed<k>/<system>/:
 #   train.yaml | train_<l>.yaml   generated config = the dense train config + pathways: section
 #   train/ | train_<l>/           pathways_train output dir (multilingual | one per language)
 #   system.json                   what the report needs to describe the row
@@ -14,7 +14,9 @@
 #
 # shellcheck shell=bash disable=SC2154
 
-pw_dir=$expdir/pathways
+pw_root=$expdir/pathways
+pw_dir=$pw_root/seed${seeds%% *}   # set per seed below
+pseed=${seeds%% *}
 [ -n "$plugin_langs" ] || plugin_langs=$langs
 dense_model=$asr_exp/$inference_model
 pw_failed=0
@@ -54,7 +56,7 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run 
     fi
     mkdir -p "$dir"
     echo "  $sys/$run: training, log: $log"
-    if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --config "$cfg" \
+    if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --seed "$pseed" --config "$cfg" \
         --init_param "$dense_model" --max_epoch "$plugin_epochs" \
         --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
         && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
@@ -121,6 +123,17 @@ lap_masks() {  # lap_masks SYSTEM SRC: SRC's shared LAP mask as every language's
     clear_failed "$sys" init_masks
 }
 
+random_masks() {  # random_masks SYSTEM: random per-language masks at the target sparsity, seeded by the run's seed
+    local sys=$1
+    [ -f "$pw_dir/$sys/init_masks.pt" ] && { clear_failed "$sys" init_masks; return 0; }
+    mkdir -p "$pw_dir/$sys"
+    # shellcheck disable=SC2086
+    $python -m espnet_pathways.bin.random_masks --asr_config "$asr_exp/config.yaml" --langs $plugin_langs \
+        --sparsity "$target_sparsity" --seed "$pseed" --out "$pw_dir/$sys/init_masks.pt" \
+        > "$pw_dir/$sys/random_masks.log" 2>&1 || { mark_failed "$sys" init_masks "$pw_dir/$sys/random_masks.log"; return 1; }
+    clear_failed "$sys" init_masks
+}
+
 multi_run() {  # multi_run SYSTEM KEY=VALUE...: one multilingual run
     local sys=$1; shift
     $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train.yaml" \
@@ -131,7 +144,6 @@ multi_run() {  # multi_run SYSTEM KEY=VALUE...: one multilingual run
 if [ "$stop_stage" -ge 14 ] && [ "$stage" -le 19 ] && [ ! -f "$dense_model" ]; then
     echo "$0: plugin stages 14-19 start from the dense model $dense_model: run stages 10-11 first" >&2; exit 1
 fi
-mkdir -p "$pw_dir"
 langs_yaml="[${plugin_langs// /, }]"
 
 ref_runs() {  # ref_runs: the "Ref." row, one dense monolingual model per language, by stock ESPnet
@@ -156,7 +168,7 @@ ref_runs() {  # ref_runs: the "Ref." row, one dense monolingual model per langua
         done
         echo "  ref/train_$l: training, log: $log"
         # shellcheck disable=SC2086
-        if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --config "$train_config" \
+        if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --seed "$pseed" --config "$train_config" \
             --init_param "$dense_model" --max_epoch "$plugin_epochs" --output_dir "$dir" $plugin_train_args \
             > "$log" 2>&1 && [ -f "$dir/$inference_model" ]; then
             clear_failed ref "train_$l"; echo "  ref/train_$l: done ($(grep -c 'epoch results' "$log" || true) epochs)"
@@ -167,149 +179,165 @@ ref_runs() {  # ref_runs: the "Ref." row, one dense monolingual model per langua
     return $ok
 }
 
-if run_stage 14 "monolingual dense (Ref.), IMP and LTH per language ($plugin_langs) -> $pw_dir/{ref,imp,lth}"; then
-    if want ref; then
-        system_json ref Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=dense \
-            languages="$langs_yaml" per_language=true
-        ref_runs || true
-    fi
-    for m in imp lth; do
-        want $m || continue
-        system_json $m 2 model="${m^^}" mask_changes=false sparsity="$target_sparsity" training=monolingual \
-            init=dense languages="$langs_yaml" per_language=true
-        mono_runs $m 14 $m "$target_sparsity" || true
-    done
-    end_stage 14
-fi
-
-if run_stage 15 "language-agnostic pruning (LAP) on all of $plugin_langs -> $pw_dir/lap"; then
-    if want lap; then
-        system_json lap 2 model=LAP mask_changes=false sparsity="$target_sparsity" training=multilingual \
-            init=dense languages="$langs_yaml" per_language=false
-        # shellcheck disable=SC2046
-        multi_run lap mode=lap batches=mixed $(schedule_keys "$target_sparsity") || true
-    fi
-    end_stage 15
-fi
-
-if run_stage 16 "ASR Pathways from IMP and from LTH masks -> $pw_dir/pathways_{imp,lth}"; then
-    for src in imp lth; do
-        sys=pathways_$src; want $sys || continue
-        system_json $sys 3 model="ASR Pathways" mask_changes=false sparsity="$target_sparsity" \
-            training=multilingual init="${src^^}-$target_pct%" languages="$langs_yaml" per_language=false
-        merged_masks $sys $src && multi_run $sys mode=pathways "init_masks=$pw_dir/$sys/init_masks.pt" || true
-    done
-    end_stage 16
-fi
-
-if run_stage 17 "adaptive (proposed) IMP and LTH per language -> $pw_dir/adaptive_{imp,lth}"; then
-    for src in imp lth; do
-        sys=adaptive_$src; want $sys || continue
-        rewind=false; [ $src = lth ] && rewind=true
-        system_json $sys proposed model="${src^^}" mask_changes=true sparsity="$target_sparsity" \
-            training=monolingual init=dense languages="$langs_yaml" per_language=true
-        mono_runs $sys 17 adaptive "$target_sparsity" rerank_interval="$rerank_interval" rewind=$rewind || true
-    done
-    end_stage 17
-fi
-
-if run_stage 18 "initial masks at lower sparsity ($init_sparsities%) for Dynamic Pathways -> $pw_dir/{lth,lap}_s<N>"; then
-    for s in $init_sparsities; do
-        [ "$s" = "$target_pct" ] && continue  # the stage 14/15 masks
-        frac=$(awk -v x="$s" 'BEGIN { printf "%g", x / 100 }')
-        if want "dyn_lth_s$s" || want "lth_s$s"; then
-            system_json "lth_s$s" 2 model=LTH mask_changes=false sparsity="$frac" training=monolingual \
-                init=dense languages="$langs_yaml" per_language=true mask_only=true
-            mono_runs "lth_s$s" 18 lth "$frac" || true
+plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
+    mkdir -p "$pw_dir"
+    if run_stage 14 "seed $pseed: monolingual dense (Ref.), IMP and LTH per language ($plugin_langs) -> $pw_dir/{ref,imp,lth}"; then
+        if want ref; then
+            system_json ref Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=dense \
+                languages="$langs_yaml" per_language=true
+            ref_runs || true
         fi
-        if want "dyn_lap_s$s" || want "lap_s$s"; then
-            system_json "lap_s$s" 2 model=LAP mask_changes=false sparsity="$frac" training=multilingual \
-                init=dense languages="$langs_yaml" per_language=false mask_only=true
-            # shellcheck disable=SC2046
-            multi_run "lap_s$s" mode=lap batches=mixed $(schedule_keys "$frac") || true
-        fi
-    done
-    end_stage 18
-fi
-
-if run_stage 19 "Dynamic ASR Pathways from LTH and LAP masks at $init_sparsities% -> $target_pct% ($pw_dir/dyn_*)"; then
-    for s in $init_sparsities; do
-        for src in lth lap; do
-            sys=dyn_${src}_s$s; want "$sys" || continue
-            base=${src}_s$s; [ "$s" = "$target_pct" ] && base=$src
-            system_json "$sys" proposed model="Dynamic ASR Pathways" mask_changes=true sparsity="$target_sparsity" \
-                training=multilingual init="${src^^}-$s%" languages="$langs_yaml" per_language=false
-            if [ $src = lth ]; then merged_masks "$sys" "$base" || continue
-            else lap_masks "$sys" "$base" || continue; fi
-            # shellcheck disable=SC2046
-            multi_run "$sys" mode=dynamic_pathways "init_masks=$pw_dir/$sys/init_masks.pt" \
-                $(schedule_keys "$target_sparsity") rerank_interval="$rerank_interval" || true
+        for m in imp lth; do
+            want $m || continue
+            system_json $m 2 model="${m^^}" mask_changes=false sparsity="$target_sparsity" training=monolingual \
+                init=dense languages="$langs_yaml" per_language=true
+            mono_runs $m 14 $m "$target_sparsity" || true
         done
-    done
-    end_stage 19
-fi
+        end_stage 14
+    fi
 
-if run_stage 20 "decode ($decode_mode, stock ESPnet inference) and score every system on ${plugin_langs// /, } test sets"; then
-    # Jobs (system, language) go to decode_nj processes (local/decode_pathways.py): each
-    # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference.
-    ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")$decode_suffix
-    jobs_dir=$pw_dir/decode_jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
-    dec_systems=(); n=0
-    for sdir in "$pw_dir"/*/; do
-        sys=$(basename "$sdir"); sdir=${sdir%/}
-        [ -f "$sdir/system.json" ] && want "$sys" || continue
-        grep -q '"mask_only": true' "$sdir/system.json" && continue
-        dec_systems+=("$sys")
-        for l in $plugin_langs; do
-            out=$sdir/$ddir_name/${l}_test
-            [ -f "$out/1best_recog/text" ] && continue
-            run=train; { [ -d "$sdir/train_$l" ] || [ ! -d "$sdir/train" ]; } && run=train_$l
-            if [ ! -f "$sdir/$run/$inference_model" ]; then
-                mark_failed "$sys" "decode_$l" "$sdir/$run/train.log (not trained)"; continue
+    if run_stage 15 "seed $pseed: language-agnostic pruning (LAP) on all of $plugin_langs -> $pw_dir/lap"; then
+        if want lap; then
+            system_json lap 2 model=LAP mask_changes=false sparsity="$target_sparsity" training=multilingual \
+                init=dense languages="$langs_yaml" per_language=false
+            # shellcheck disable=SC2046
+            multi_run lap mode=lap batches=mixed $(schedule_keys "$target_sparsity") || true
+        fi
+        end_stage 15
+    fi
+
+    if run_stage 16 "seed $pseed: ASR Pathways from IMP, LTH and random masks -> $pw_dir/pathways_{imp,lth,random}"; then
+        for src in imp lth; do
+            sys=pathways_$src; want $sys || continue
+            system_json $sys 3 model="ASR Pathways" mask_changes=false sparsity="$target_sparsity" \
+                training=multilingual init="${src^^}-$target_pct%" languages="$langs_yaml" per_language=false
+            merged_masks $sys $src && multi_run $sys mode=pathways "init_masks=$pw_dir/$sys/init_masks.pt" || true
+        done
+        if want pathways_random; then
+            # The ASR Pathways paper's control: random language-specific masks at the target sparsity.
+            sys=pathways_random
+            system_json $sys 3 model="ASR Pathways" mask_changes=false sparsity="$target_sparsity" \
+                training=multilingual init="random-$target_pct%" languages="$langs_yaml" per_language=false
+            random_masks $sys && multi_run $sys mode=pathways "init_masks=$pw_dir/$sys/init_masks.pt" || true
+        fi
+        end_stage 16
+    fi
+
+    if run_stage 17 "seed $pseed: adaptive (proposed) IMP and LTH per language -> $pw_dir/adaptive_{imp,lth}"; then
+        for src in imp lth; do
+            sys=adaptive_$src; want $sys || continue
+            rewind=false; [ $src = lth ] && rewind=true
+            system_json $sys proposed model="${src^^}" mask_changes=true sparsity="$target_sparsity" \
+                training=monolingual init=dense languages="$langs_yaml" per_language=true
+            mono_runs $sys 17 adaptive "$target_sparsity" rerank_interval="$rerank_interval" rewind=$rewind || true
+        done
+        end_stage 17
+    fi
+
+    if run_stage 18 "seed $pseed: initial masks at lower sparsity ($init_sparsities%) for Dynamic Pathways -> $pw_dir/{lth,lap}_s<N>"; then
+        for s in $init_sparsities; do
+            [ "$s" = "$target_pct" ] && continue  # the stage 14/15 masks
+            frac=$(awk -v x="$s" 'BEGIN { printf "%g", x / 100 }')
+            if want "dyn_lth_s$s" || want "lth_s$s"; then
+                system_json "lth_s$s" 2 model=LTH mask_changes=false sparsity="$frac" training=monolingual \
+                    init=dense languages="$langs_yaml" per_language=true mask_only=true
+                mono_runs "lth_s$s" 18 lth "$frac" || true
             fi
-            mkdir -p "$sdir/$ddir_name"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sdir/$run" "$l" "$sdir/$run/$inference_model" \
-                "$sdir/export_$l" "$dump/raw/${l}_test/wav.scp" "$out" "$out.log" \
-                >> "$jobs_dir/jobs.$((n % decode_nj))"
-            n=$((n + 1))
-        done
-    done
-    echo "  $n decoding jobs for ${#dec_systems[@]} systems in $decode_nj processes (logs: <system>/$ddir_name/<set>.log)"
-    stream_flag=(); [ "$decode_mode" = streaming ] && stream_flag=(--streaming)
-    for jobs in "$jobs_dir"/jobs.*; do
-        [ -f "$jobs" ] || continue
-        $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" \
-            --ngpu "$ngpu" "${stream_flag[@]}" --decoder "$decoder" --batch_size "$decode_batch_size" \
-            > "$jobs.log" 2>&1 &
-    done
-    wait || true
-    cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
-    for sys in "${dec_systems[@]}"; do
-        sdir=$pw_dir/$sys; sets=()
-        for l in $plugin_langs; do
-            if [ -f "$sdir/$ddir_name/${l}_test/1best_recog/text" ]; then
-                clear_failed "$sys" "decode_$l"; sets+=("${l}_test")
-            elif [ -f "$sdir/$ddir_name/${l}_test.log" ]; then
-                mark_failed "$sys" "decode_$l" "$sdir/$ddir_name/${l}_test.log"
+            if want "dyn_lap_s$s" || want "lap_s$s"; then
+                system_json "lap_s$s" 2 model=LAP mask_changes=false sparsity="$frac" training=multilingual \
+                    init=dense languages="$langs_yaml" per_language=false mask_only=true
+                # shellcheck disable=SC2046
+                multi_run "lap_s$s" mode=lap batches=mixed $(schedule_keys "$frac") || true
             fi
         done
-        [ ${#sets[@]} -gt 0 ] || continue
-        $python local/score.py --decode_dir "$sdir/$ddir_name" --ref_dir "$dump/raw" --sets "${sets[@]}" \
-            --out "$sdir/RESULTS.md" \
-            --title "$sys, $decode_mode decoding by $decoder_desc on exported pathways" \
-            > "$sdir/score.log" 2>&1 && clear_failed "$sys" score || mark_failed "$sys" score "$sdir/score.log"
-    done
-    end_stage 20
-fi
+        end_stage 18
+    fi
+
+    if run_stage 19 "seed $pseed: Dynamic ASR Pathways from LTH and LAP masks at $init_sparsities% -> $target_pct% ($pw_dir/dyn_*)"; then
+        for s in $init_sparsities; do
+            for src in lth lap; do
+                sys=dyn_${src}_s$s; want "$sys" || continue
+                base=${src}_s$s; [ "$s" = "$target_pct" ] && base=$src
+                system_json "$sys" proposed model="Dynamic ASR Pathways" mask_changes=true sparsity="$target_sparsity" \
+                    training=multilingual init="${src^^}-$s%" languages="$langs_yaml" per_language=false
+                if [ $src = lth ]; then merged_masks "$sys" "$base" || continue
+                else lap_masks "$sys" "$base" || continue; fi
+                # shellcheck disable=SC2046
+                multi_run "$sys" mode=dynamic_pathways "init_masks=$pw_dir/$sys/init_masks.pt" \
+                    $(schedule_keys "$target_sparsity") rerank_interval="$rerank_interval" || true
+            done
+        done
+        end_stage 19
+    fi
+
+    if run_stage 20 "seed $pseed: decode ($decode_mode, stock ESPnet inference) and score every system on ${plugin_langs// /, } test sets"; then
+        # Jobs (system, language) go to decode_nj processes (local/decode_pathways.py): each
+        # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference.
+        ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")$decode_suffix
+        jobs_dir=$pw_dir/decode_jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
+        dec_systems=(); n=0
+        for sdir in "$pw_dir"/*/; do
+            sys=$(basename "$sdir"); sdir=${sdir%/}
+            [ -f "$sdir/system.json" ] && want "$sys" || continue
+            grep -q '"mask_only": true' "$sdir/system.json" && continue
+            dec_systems+=("$sys")
+            for l in $plugin_langs; do
+                out=$sdir/$ddir_name/${l}_test
+                [ -f "$out/1best_recog/text" ] && continue
+                run=train; { [ -d "$sdir/train_$l" ] || [ ! -d "$sdir/train" ]; } && run=train_$l
+                if [ ! -f "$sdir/$run/$inference_model" ]; then
+                    mark_failed "$sys" "decode_$l" "$sdir/$run/train.log (not trained)"; continue
+                fi
+                mkdir -p "$sdir/$ddir_name"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sdir/$run" "$l" "$sdir/$run/$inference_model" \
+                    "$sdir/export_$l" "$dump/raw/${l}_test/wav.scp" "$out" "$out.log" \
+                    >> "$jobs_dir/jobs.$((n % decode_nj))"
+                n=$((n + 1))
+            done
+        done
+        echo "  $n decoding jobs for ${#dec_systems[@]} systems in $decode_nj processes (logs: <system>/$ddir_name/<set>.log)"
+        stream_flag=(); [ "$decode_mode" = streaming ] && stream_flag=(--streaming)
+        for jobs in "$jobs_dir"/jobs.*; do
+            [ -f "$jobs" ] || continue
+            $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" \
+                --ngpu "$ngpu" "${stream_flag[@]}" --decoder "$decoder" --batch_size "$decode_batch_size" \
+                > "$jobs.log" 2>&1 &
+        done
+        wait || true
+        cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
+        for sys in "${dec_systems[@]}"; do
+            sdir=$pw_dir/$sys; sets=()
+            for l in $plugin_langs; do
+                if [ -f "$sdir/$ddir_name/${l}_test/1best_recog/text" ]; then
+                    clear_failed "$sys" "decode_$l"; sets+=("${l}_test")
+                elif [ -f "$sdir/$ddir_name/${l}_test.log" ]; then
+                    mark_failed "$sys" "decode_$l" "$sdir/$ddir_name/${l}_test.log"
+                fi
+            done
+            [ ${#sets[@]} -gt 0 ] || continue
+            $python local/score.py --decode_dir "$sdir/$ddir_name" --ref_dir "$dump/raw" --sets "${sets[@]}" \
+                --out "$sdir/RESULTS.md" \
+                --title "$sys, $decode_mode decoding by $decoder_desc on exported pathways" \
+                > "$sdir/score.log" 2>&1 && clear_failed "$sys" score || mark_failed "$sys" score "$sdir/score.log"
+        done
+        end_stage 20
+    fi
+}
+
+for pseed in $seeds; do
+    pw_dir=$pw_root/seed$pseed
+    plugin_seed_stages
+done
+pw_dir=$pw_root
 
 if run_stage 21 "report -> $pw_dir/RESULTS.md"; then
     # shellcheck disable=SC2086
-    $python local/report.py --pw_dir "$pw_dir" --dense "$asr_exp" --langs $plugin_langs --decoder "$decoder" \
-        --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" || pw_failed=1
+    $python local/report.py --pw_dir "$pw_root" --dense "$asr_exp" --langs $plugin_langs --decoder "$decoder" \
+        --seeds $seeds --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" || pw_failed=1
     end_stage 21
 fi
 
 if [ "$pw_failed" != 0 ]; then
-    echo "$0: some plugin steps failed (marked in $pw_dir/*/failed/, listed in the report)" >&2
+    echo "$0: some plugin steps failed (marked in $pw_root/seed*/*/failed/, listed in the report)" >&2
     exit 1
 fi

@@ -1,35 +1,69 @@
 #!/usr/bin/env python3
-"""Stage 21: the pruning systems' report, shaped like the Dynamic ASR Pathways poster.
+"""Stage 21: the pruning systems' report, shaped like the Dynamic ASR Pathways poster, over seeds.
 
     local/report.py --pw_dir exp/pathways --dense exp/asr_train_demo --langs en fr it nl \\
-        [--init_sparsities 20 50 70] [--target_sparsity 0.7] [--low_resource it nl] [--seeds 1]
+        [--seeds 0 1 2] [--metric cer] [--init_sparsities 20 50 70] [--target_sparsity 0.7] [--low_resource it nl]
 
-Reads, per system ``<pw_dir>/<system>/``: ``system.json`` (written by the stage that made it),
-``results.json`` (local/score.py, stage 20), ``failed/*`` (a failed step: its log path),
-masks (``train/masks.pt`` or ``train_<lang>/masks.pt``); the dense multilingual baseline's
-``<dense>/results.json`` (stage 13) and model (``valid.loss.ave.pth``).  Writes
+Reads, per seed k and system, ``<pw_dir>/seed<k>/<system>/``: ``system.json`` (written by the
+stage that made it), ``results.json`` (local/score.py, stage 20: error rates and per-utterance
+error counts), ``failed/*`` (a failed step: its log path), masks (``train/masks.pt`` or
+``train_<lang>/masks.pt``); the dense multilingual baseline's ``<dense>/results.json``
+(stage 13; the same model for every seed) and model (``valid.loss.ave.pth``).  Writes
 ``<pw_dir>/RESULTS.md``, ``<pw_dir>/report.json`` and PNG figures in ``<pw_dir>/figures/``:
-Tables 1-3 (rows = systems; per-language WER and average; relative change against the dense
-multilingual model), parameter counts and storage, figures, and the claims of DESIGN.md
-section 7 with our numbers and a verdict.  Missing systems are listed with the stage that
-makes each; a failed system is marked failed with its log path.  Exit status 0 if at least
-one system (the dense baseline included) has results, else 1 with the list of what is missing.
+
+* Tables 1-3 (rows = systems; per-language WER and CER, mean ± standard deviation over the
+  seeds that finished, with the count when a seed is missing; relative change of the mean
+  against the dense multilingual model), mask IoU between languages for every system,
+  parameter counts and storage, figures;
+* the claims of DESIGN.md section 7 (and the random-mask control), each comparison with the
+  per-seed differences, an utterance-level paired bootstrap interval (Bisani & Ney 2004;
+  ``espnet_pathways.stats``, languages resampled separately, systems pooled over seeds) and a
+  verdict by the written rule of ``espnet_pathways.stats.verdict``.
+
+A missing or failed seed is shown as missing (cells carry "n/N seeds"), never folded into a
+smaller average silently.  Errors (one line, exit 2): a seed that is not an integer, a
+system whose ``system.json`` names other languages or another sparsity than the options.
+Exit status 0 if at least one system (the dense baseline included) has results, else 1 with
+the list of what is missing.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-# name -> (stage that makes it, table-1 stage label, model, mask can change, training, init)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from espnet_pathways.stats import (  # noqa: E402
+    DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES, UttErrors, mean_sd, paired_bootstrap, pool, verdict,
+)
+
 DECODERS = {
     "espnet": "**stock ESPnet** (`espnet2.bin.asr_transducer_inference`)",
     "batched": "`espnet_pathways.bin.batch_inference` (ESPnet's default beam search with utterances batched; "
                "its hypotheses equal stock ESPnet's in tests/test_decode.py)",
 }
 MISSING_HINT = "./run.sh --stage {stage} --stop_stage {stage}"
+METRICS = {"wer": (0, 1), "cer": (2, 3)}  # columns of results.json's per-utterance [we, words, ce, chars]
+
+
+class ReportError(Exception):
+    """A bad option or an inconsistent run: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        print(f"report.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def seed_list(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} is not an integer") from None
 
 
 def catalogue(langs, init_sparsities, target_pct):
@@ -46,6 +80,8 @@ def catalogue(langs, init_sparsities, target_pct):
                              training="multilingual", init=f"IMP-{t}"),
         "pathways_lth": dict(stage="16", row="(3)", model=f"ASR Pathways (LTH-{t})", changes="No", sparsity=target_pct,
                              training="multilingual", init=f"LTH-{t}"),
+        "pathways_random": dict(stage="16", row="(3)", model=f"ASR Pathways (random-{t})", changes="No",
+                                sparsity=target_pct, training="multilingual", init=f"random-{t}"),
         "adaptive_imp": dict(stage="17", row="Proposed", model="IMP (adaptive)", changes="Yes", sparsity=target_pct,
                              training="monolingual", init="dense"),
         "adaptive_lth": dict(stage="17", row="Proposed", model="LTH (adaptive)", changes="Yes", sparsity=target_pct,
@@ -66,37 +102,114 @@ def load_json(path: Path):
         return None
 
 
-def system_state(pw_dir: Path, dense: Path, name: str, langs):
-    """{'status': ok|partial|failed|missing, 'wer': {lang: wer}, 'failed': [(step, log)]}"""
-    sdir = dense if name == "dense" else pw_dir / name
+def run_state(sdir: Path, langs, is_dense: bool = False):
+    """One system, one seed: {'status', 'wer', 'cer', 'utts', 'failed'}."""
     res = load_json(sdir / "results.json")
-    wer = {}
+    rates = {"wer": {}, "cer": {}}
+    utts = {}
     if res:
         for s, r in res.get("sets", {}).items():
             lang = s.split("_", 1)[0]
             if lang in langs:
-                wer[lang] = float(r["wer"]["err"])
+                for m in rates:
+                    if m in r:
+                        rates[m][lang] = float(r[m]["err"])
+                if r.get("utts"):
+                    utts[lang] = r["utts"]
     failed = []
     fdir = sdir / "failed"
     if fdir.is_dir():
         for f in sorted(fdir.iterdir()):
             failed.append((f.name, f.read_text(encoding="utf-8").strip()))
+    wer = rates["wer"]
     if failed and not wer:
         status = "failed"
     elif wer and len(wer) == len(langs) and not failed:
         status = "ok"
     elif wer:
         status = "partial"
-    elif (sdir / "system.json").is_file() or sdir.is_dir() and name != "dense":
+    elif not is_dense and ((sdir / "system.json").is_file() or sdir.is_dir()):
         status = "not decoded"
     else:
         status = "missing"
-    return dict(status=status, wer=wer, failed=failed, dir=str(sdir))
+    return dict(status=status, wer=wer, cer=rates["cer"], utts=utts, failed=failed, dir=str(sdir))
 
 
-def avg(wer: dict, langs):
-    vals = [wer[lang] for lang in langs if lang in wer]
-    return sum(vals) / len(vals) if len(vals) == len(langs) and vals else None
+def check_system_json(sdir: Path, langs, name: str, cat_entry, target_sparsity: float):
+    """A system made with other languages or another sparsity cannot be reported with these options."""
+    info = load_json(sdir / "system.json")
+    if not isinstance(info, dict):
+        return
+    got = info.get("languages")
+    if isinstance(got, list) and got and sorted(map(str, got)) != sorted(langs):
+        raise ReportError(f"{sdir / 'system.json'}: {name} was trained on languages {' '.join(map(str, got))}, "
+                          f"the report's --langs are {' '.join(langs)}")
+    sp = info.get("sparsity")
+    if cat_entry["sparsity"] and isinstance(sp, (int, float)) and abs(float(sp) - target_sparsity) > 1e-6:
+        raise ReportError(f"{sdir / 'system.json'}: {name} has sparsity {sp}, the report's --target_sparsity is "
+                          f"{target_sparsity}")
+
+
+class System:
+    """A system over seeds: per-seed run states, aggregates, pooled per-utterance errors."""
+
+    def __init__(self, name, runs: dict[int, dict], seeds, langs):
+        self.name, self.runs, self.seeds, self.langs = name, runs, list(seeds), langs
+
+    def done(self, langs=None) -> list[int]:
+        """Seeds with results for every language of ``langs``."""
+        langs = langs or self.langs
+        return [k for k in self.seeds if all(lang in self.runs[k]["wer"] for lang in langs)]
+
+    def has_any(self) -> bool:
+        return any(self.runs[k]["wer"] for k in self.seeds)
+
+    def values(self, metric, lang) -> list[float]:
+        return [self.runs[k][metric][lang] for k in self.seeds if lang in self.runs[k][metric]]
+
+    def avg_per_seed(self, metric, langs=None) -> dict[int, float]:
+        langs = langs or self.langs
+        return {k: sum(self.runs[k][metric][lang] for lang in langs) / len(langs) for k in self.done(langs)}
+
+    def cell(self, metric, lang) -> tuple[float | None, str]:
+        v = self.values(metric, lang)
+        if not v:
+            return None, "–"
+        m, sd = mean_sd(v)
+        text = f"{m:.2f}" if len(self.seeds) == 1 or self.name == "dense" else f"{m:.2f} ± {sd:.2f}"
+        if self.name != "dense" and len(v) < len(self.seeds):
+            text += f" ({len(v)}/{len(self.seeds)} seeds)"
+        return m, text
+
+    def avg_cell(self, metric, langs=None) -> tuple[float | None, str]:
+        per = self.avg_per_seed(metric, langs)
+        if not per:
+            return None, "–"
+        m, sd = mean_sd(list(per.values()))
+        text = f"{m:.2f}" if len(self.seeds) == 1 or self.name == "dense" else f"{m:.2f} ± {sd:.2f}"
+        if self.name != "dense" and len(per) < len(self.seeds):
+            text += f" ({len(per)}/{len(self.seeds)} seeds)"
+        return m, text
+
+    def status(self) -> str:
+        st = {k: self.runs[k]["status"] for k in self.seeds}
+        if all(v == "ok" for v in st.values()):
+            return "ok"
+        if all(v == "missing" for v in st.values()):
+            return "missing"
+        if len(set(st.values())) == 1:
+            return next(iter(st.values()))
+        return "partial"
+
+    def utt_errors(self, metric, lang, seeds) -> UttErrors | None:
+        e, n = METRICS[metric]
+        runs = []
+        for k in seeds:
+            per = self.runs[k]["utts"].get(lang)
+            if not per:
+                return None
+            runs.append(UttErrors.from_mapping({u: (v[e], v[n]) for u, v in per.items()}))
+        return pool(runs) if runs else None
 
 
 def fmt(x, nd=2):
@@ -109,33 +222,48 @@ def rel(x, base):
     return f"{100.0 * (x - base) / base:+.1f}%"
 
 
-def table(names, cat, states, langs, dense_avg, dense_wer, with_stage=True):
+def table(names, cat, systems, langs, metric, with_stage=True):
+    dense = systems["dense"]
+    dense_avg = dense.avg_cell(metric, langs)[0]
     head = (["Stage"] if with_stage else []) + ["Model", "System", "Mask can change?", "Sparsity",
                                                  "Mono/multilingual training", "Initialisation"]
     head += [lang.upper() for lang in langs] + ["Avg.", "Rel. vs dense (avg)", "Status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in names:
-        d, st = cat[n], states[n]
-        a = avg(st["wer"], langs)
+        d, sy = cat[n], systems[n]
         cells = ([d["row"]] if with_stage else []) + [d["model"], f"`{n}`", d["changes"], f"{d['sparsity']}%",
                                                       d["training"], d["init"]]
         for lang in langs:
-            w = st["wer"].get(lang)
-            cells.append(fmt(w) if w is None or n == "dense" else f"{w:.2f} ({rel(w, dense_wer.get(lang))})")
-        cells += [fmt(a), "baseline" if n == "dense" else rel(a, dense_avg), status_cell(n, d, st)]
+            m, text = sy.cell(metric, lang)
+            base = dense.cell(metric, lang)[0]
+            cells.append(text if m is None or n == "dense" else f"{text} ({rel(m, base)})")
+        a, atext = sy.avg_cell(metric, langs)
+        cells += [atext, "baseline" if n == "dense" else rel(a, dense_avg), status_cell(d, sy)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def status_cell(name, d, st):
-    if st["status"] == "ok":
+def status_cell(d, sy: System):
+    st = sy.status()
+    if st == "ok":
         return "ok"
-    if st["status"] == "missing":
+    if st == "missing":
         return f"missing (stage {d['stage']})"
-    if st["status"] == "not decoded":
+    if st == "not decoded":
         return "trained, not decoded (stage 20)"
-    bits = [f"{step}: see `{log}`" for step, log in st["failed"]]
-    return ("failed: " if st["status"] == "failed" else "partial; ") + "; ".join(bits or ["some languages missing"])
+    bits = []
+    for k in sy.seeds:
+        r = sy.runs[k]
+        if r["status"] == "ok":
+            continue
+        tag = f"seed {k}: " if len(sy.seeds) > 1 else ""
+        if r["failed"]:
+            bits += [f"{tag}{step} failed, see `{log}`" for step, log in r["failed"]]
+        elif r["status"] == "partial":
+            bits.append(f"{tag}some languages missing")
+        else:
+            bits.append(f"{tag}{r['status']}")
+    return ("failed: " if st == "failed" else "partial; ") + "; ".join(bits)
 
 
 # ---------------------------------------------------------------- masks and parameters
@@ -204,12 +332,41 @@ def param_section(masks_by_system, total):
     return text, info
 
 
+def iou_summary(masks_by_seed: dict[int, dict[str, dict]], langs):
+    """Per system: mean, min and max of the mask IoU over language pairs, averaged over seeds."""
+    import itertools
+
+    out = {}
+    for seed, by_system in masks_by_seed.items():
+        for name, masks in by_system.items():
+            ls = [lang for lang in langs if lang in masks]
+            pairs = list(itertools.combinations(ls, 2))
+            if not pairs:
+                continue
+            vals = [masks[a].iou(masks[b]) for a, b in pairs]
+            out.setdefault(name, []).append((sum(vals) / len(vals), min(vals), max(vals),
+                                             {f"{a}-{b}": v for (a, b), v in zip(pairs, vals)}))
+    lines = ["| System | Seeds | Mean IoU over language pairs | Min | Max | Per pair (mean over seeds) |",
+             "|---|---|---|---|---|---|"]
+    info = {}
+    for name, rows in out.items():
+        k = len(rows)
+        mean = sum(r[0] for r in rows) / k
+        lo = sum(r[1] for r in rows) / k
+        hi = sum(r[2] for r in rows) / k
+        per = {p: sum(r[3][p] for r in rows) / k for p in rows[0][3]}
+        lines.append(f"| `{name}` | {k} | {mean:.3f} | {lo:.3f} | {hi:.3f} | "
+                     + ", ".join(f"{p} {v:.3f}" for p, v in per.items()) + " |")
+        info[name] = dict(seeds=k, mean=mean, min=lo, max=hi, pairs=per)
+    return "\n".join(lines), info
+
+
 # ---------------------------------------------------------------- figures
 def short(name: str) -> str:
     return name.replace("encoder.encoders.blocks.", "enc.").replace(".weight", "")
 
 
-def figures(out_dir: Path, masks_by_system, states, cat, langs):
+def figures(out_dir: Path, run_dir: Path, masks_by_system, systems, cat, langs, metric):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,7 +421,7 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
         made.append(("Achieved sparsity per layer", p))
     # Training curves per language (loss_<lang> of ESPnet's epoch results), one figure per system.
     for name in masks_by_system:
-        curves = training_curves(out_dir.parent / name, langs)
+        curves = training_curves(run_dir / name, langs)
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -279,20 +436,26 @@ def figures(out_dir: Path, masks_by_system, states, cat, langs):
         fig.savefig(p, dpi=90, bbox_inches="tight")
         plt.close(fig)
         made.append((f"Training curves per language, `{name}`", p))
-    # WER against sparsity (average over languages).
-    pts = [(cat[n]["sparsity"], avg(st["wer"], langs), n) for n, st in states.items() if avg(st["wer"], langs) is not None]
+    # Error rate against sparsity (average over languages; mean and sd over seeds).
+    pts = []
+    for n, sy in systems.items():
+        per = list(sy.avg_per_seed(metric).values())
+        if per:
+            m, sd = mean_sd(per)
+            pts.append((cat[n]["sparsity"], m, sd, n, len(per)))
     if pts:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for s, w, n in pts:
-            ax.scatter(s, w)
+        for s, w, sd, n, k in pts:
+            ax.errorbar(s, w, yerr=sd if k > 1 else None, fmt="o", capsize=3)
             ax.annotate(n, (s, w), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        nseeds = max(k for *_, k in pts)
         ax.set_xlabel("sparsity (%)")
-        ax.set_ylabel("average WER (%)")
-        ax.set_title("WER against sparsity (one seed)")
-        p = out_dir / "wer_vs_sparsity.png"
+        ax.set_ylabel(f"average {metric.upper()} (%)")
+        ax.set_title(f"{metric.upper()} against sparsity (mean ± sd over up to {nseeds} seed(s))")
+        p = out_dir / "error_vs_sparsity.png"
         fig.savefig(p, dpi=90, bbox_inches="tight")
         plt.close(fig)
-        made.append(("WER against sparsity", p))
+        made.append((f"{metric.upper()} against sparsity", p))
     return made
 
 
@@ -332,188 +495,301 @@ def training_curves(sdir: Path, langs):
 
 
 # ---------------------------------------------------------------- claims
-def compare(states, a, b, langs):
-    """Per-language WER differences a - b (negative: a better) where both exist."""
-    wa, wb = states.get(a, {}).get("wer", {}), states.get(b, {}).get("wer", {})
-    return {lang: wa[lang] - wb[lang] for lang in langs if lang in wa and lang in wb}
+class Stats:
+    """Options of the comparisons: metric, resamples, minimum seeds."""
+
+    def __init__(self, metric: str, resamples: int, min_seeds: int):
+        self.metric, self.resamples, self.min_seeds = metric, resamples, min_seeds
 
 
-def verdict(diffs_list, seeds, want_negative=True):
-    """Across comparisons (each {lang: a - b}, a = the claimed-better system)."""
-    vals = [d for diffs in diffs_list for d in diffs.values()]
-    if not vals:
+def compare(systems, a: str, b: str, langs, st: Stats) -> dict:
+    """Claim "a has a lower error rate than b" on ``langs`` (their unweighted mean)."""
+    sa, sb = systems.get(a), systems.get(b)
+    out = dict(a=a, b=b, langs=list(langs), seeds=[], per_seed=[], interval=None, per_language={})
+    if sa is None or sb is None:
+        out["verdict"] = verdict([], None, min_seeds=st.min_seeds)
+        return out
+    seeds = [k for k in sa.done(langs) if k in sb.done(langs)]
+    pa, pb = sa.avg_per_seed(st.metric, langs), sb.avg_per_seed(st.metric, langs)
+    out["seeds"] = seeds
+    out["per_seed"] = [pa[k] - pb[k] for k in seeds]
+    ua = {lang: sa.utt_errors(st.metric, lang, seeds) for lang in langs} if seeds else {}
+    ub = {lang: sb.utt_errors(st.metric, lang, seeds) for lang in langs} if seeds else {}
+    if seeds and all(v is not None for v in (*ua.values(), *ub.values())):
+        out["interval"] = paired_bootstrap(ua, ub, resamples=st.resamples, seed=0)
+        for lang in langs:
+            per_seed_l = [sa.runs[k][st.metric][lang] - sb.runs[k][st.metric][lang] for k in seeds]
+            iv = paired_bootstrap(ua[lang], ub[lang], resamples=st.resamples, seed=0)
+            out["per_language"][lang] = dict(per_seed=per_seed_l, interval=iv,
+                                             verdict=verdict(per_seed_l, iv, min_seeds=st.min_seeds))
+        out["verdict"] = verdict(out["per_seed"], out["interval"], min_seeds=st.min_seeds)
+    else:
+        v = verdict([], None, min_seeds=st.min_seeds)
+        if seeds:
+            v.why = "no per-utterance scores in results.json (score again: stages 13 and 20)"
+        out["verdict"] = v
+    return out
+
+
+def combine(comparisons) -> tuple[str, str]:
+    """A claim tested by several comparisons: supported / refuted only when all agree."""
+    tested = [c for c in comparisons if c["verdict"].verdict != "not tested"]
+    if not tested:
         return "not tested (systems missing)", "–"
-    better = sum(1 for v in vals if (v < 0) == want_negative and v != 0)
-    ties = sum(1 for v in vals if v == 0)
-    direction = (f"{better}/{len(vals)} comparisons in the claimed direction, {ties} ties, "
-                 f"{len(vals) - better - ties} against")
-    if seeds < 2:
-        return "inconclusive (one seed: no run-to-run spread to compare with)", direction
-    # Several seeds (numbers averaged elsewhere): a sign test over the comparisons only; the
-    # seed spread itself is not read by this script.
-    v = "supported" if better == len(vals) else "not supported" if better == 0 else "inconclusive"
-    return f"{v} (sign of {len(vals)} comparisons over {seeds} seeds; spread not measured here)", direction
+    counts = {v: sum(c["verdict"].verdict == v for c in tested) for v in ("supported", "refuted", "inconclusive")}
+    summary = (f"{counts['supported']} supported, {counts['refuted']} refuted, {counts['inconclusive']} inconclusive "
+               f"of {len(tested)} comparisons tested ({len(comparisons) - len(tested)} not tested)")
+    if counts["supported"] == len(tested):
+        return "supported", summary
+    if counts["refuted"] == len(tested):
+        return "refuted", summary
+    return "inconclusive", summary
 
 
-def claims(states, langs, low, init_sparsities, target_pct, seeds):
+def comparison_lines(c, metric) -> list[str]:
+    a, b = c["a"], c["b"]
+    v = c["verdict"]
+    if c["interval"] is None:
+        return [f"`{a}` − `{b}`: {v.verdict} ({v.why})"]
+    seeds = ", ".join(f"{d:+.2f}" for d in c["per_seed"])
+    head = (f"`{a}` − `{b}`, average {metric.upper()} over {', '.join(c['langs'])}: {c['interval']} "
+            f"(95% paired bootstrap, {c['interval'].resamples} resamples, {len(c['seeds'])} seed(s) pooled); "
+            f"per seed {seeds} → **{v.verdict}** ({v.why})")
+    per = [f"  - {lang}: {d['interval']}; per seed " + ", ".join(f"{x:+.2f}" for x in d["per_seed"])
+           + f" → {d['verdict'].verdict}" for lang, d in c["per_language"].items()]
+    return [head] + per if len(c["langs"]) > 1 else [head]
+
+
+def claims(systems, langs, low, init_sparsities, target_pct, st: Stats):
     out = []
 
-    def lines_for(pairs):
-        rows, diffs = [], []
-        for a, b in pairs:
-            d = compare(states, a, b, langs)
-            diffs.append(d)
-            if d:
-                rows.append(f"`{a}` − `{b}`: " + ", ".join(f"{k} {v:+.2f}" for k, v in d.items()))
-            else:
-                rows.append(f"`{a}` vs `{b}`: not available")
-        return rows, diffs
+    def claim(title, pairs, langs_=None):
+        comps = [compare(systems, a, b, langs_ or langs, st) for a, b in pairs]
+        v, summary = combine(comps)
+        rows = [line for c in comps for line in comparison_lines(c, st.metric)]
+        out.append(dict(claim=title, comparisons=comps, rows=rows, verdict=v, summary=summary))
 
-    # 1. LAP hurts some languages most.
-    d = compare(states, "lap", "dense", langs)
-    if d:
-        worst = max(d, key=d.get)
-        rows = ["LAP − dense per language: " + ", ".join(f"{k} {v:+.2f}" for k, v in d.items()),
-                f"largest degradation: {worst} ({d[worst]:+.2f}); spread across languages "
-                f"{max(d.values()) - min(d.values()):.2f} points"]
-        hurt = [k for k, v in d.items() if v > 0]
-        v = ("inconclusive (one seed)" if seeds < 2 else
-             "supported" if hurt and max(d.values()) - min(d.values()) > 0 else "not supported")
-        out.append(("LAP hurts some languages most", rows, v, f"{len(hurt)}/{len(d)} languages worse than dense"))
+    # 1. LAP hurts some languages: per language, "dense better than LAP"; supported if it holds
+    #    for at least one language, refuted if LAP is better on every language.
+    comps = [compare(systems, "dense", "lap", [lang], st) for lang in langs]
+    tested = [c for c in comps if c["verdict"].verdict != "not tested"]
+    rows = [line for c in comps for line in comparison_lines(c, st.metric)]
+    if tested:
+        deltas = {c["langs"][0]: -c["interval"].delta for c in tested if c["interval"] is not None}
+        if deltas:
+            worst = max(deltas, key=deltas.get)
+            rows.append(f"LAP − dense per language: " + ", ".join(f"{k} {v:+.2f}" for k, v in deltas.items())
+                        + f"; largest degradation: {worst} ({deltas[worst]:+.2f})")
+        sup = [c["langs"][0] for c in tested if c["verdict"].verdict == "supported"]
+        ref = [c for c in tested if c["verdict"].verdict == "refuted"]
+        v = "supported" if sup else "refuted" if len(ref) == len(langs) else "inconclusive"
+        summary = (f"LAP significantly worse than dense on {len(sup)}/{len(langs)} languages"
+                   + (f" ({', '.join(sup)})" if sup else "") + f"; better on {len(ref)}")
     else:
-        out.append(("LAP hurts some languages most", ["needs `lap` and `dense`"], "not tested (systems missing)", "–"))
-    # 2. Language-specific masks beat LAP.
-    rows, diffs = lines_for([("pathways_imp", "lap"), ("pathways_lth", "lap")])
-    out.append(("Language-specific masks (ASR Pathways) beat LAP", rows, *verdict(diffs, seeds)))
-    # 3. Adaptive masks beat fixed ones at equal sparsity.
-    pairs = [("adaptive_imp", "imp"), ("adaptive_lth", "lth"), (f"dyn_lth_s{target_pct}", "pathways_lth"),
-             (f"dyn_lap_s{target_pct}", "lap")]
-    rows, diffs = lines_for(pairs)
-    out.append(("Adaptive masks beat fixed ones at equal sparsity", rows, *verdict(diffs, seeds)))
-    # 4. Starting at 50% and adapting beats fixing 70% masks.
+        v, summary = "not tested (systems missing)", "–"
+    out.append(dict(claim="LAP hurts some languages (more than others)", comparisons=comps, rows=rows, verdict=v,
+                    summary=summary))
+    claim("Language-specific masks (ASR Pathways) beat LAP", [("pathways_imp", "lap"), ("pathways_lth", "lap")])
+    claim("Adaptive masks beat fixed ones at equal sparsity",
+          [("adaptive_imp", "imp"), ("adaptive_lth", "lth"), (f"dyn_lth_s{target_pct}", "pathways_lth"),
+           (f"dyn_lap_s{target_pct}", "lap")])
     mids = [s for s in init_sparsities if s < target_pct] or [50]
     mid = 50 if 50 in mids else mids[-1]
-    rows, diffs = lines_for([(f"dyn_lth_s{mid}", "pathways_lth"), (f"dyn_lap_s{mid}", "lap")])
-    out.append((f"Starting from {mid}% and adapting beats fixed {target_pct}% masks", rows, *verdict(diffs, seeds)))
-    # 5. Pathways help the low-resource languages.
+    claim(f"Starting from {mid}% and adapting beats fixed {target_pct}% masks",
+          [(f"dyn_lth_s{mid}", "pathways_lth"), (f"dyn_lap_s{mid}", "lap")])
     low = [lang for lang in low if lang in langs]
     if low:
-        rows, diffs = [], []
-        for a, b in [("pathways_lth", "lap"), ("pathways_imp", "lap"), ("pathways_lth", "lth"), ("pathways_imp", "imp")]:
-            d = {k: v for k, v in compare(states, a, b, langs).items() if k in low}
-            diffs.append(d)
-            rows.append(f"`{a}` − `{b}` on {', '.join(low)}: " + (", ".join(f"{k} {v:+.2f}" for k, v in d.items()) or "not available"))
-        out.append((f"Pathways help the low-resource languages ({', '.join(low)})", rows, *verdict(diffs, seeds)))
+        claim(f"Pathways help the low-resource languages ({', '.join(low)})",
+              [("pathways_lth", "lap"), ("pathways_imp", "lap"), ("pathways_lth", "lth"), ("pathways_imp", "imp")],
+              low)
     else:
-        out.append(("Pathways help the low-resource languages", [f"no low-resource language among {', '.join(langs)}"],
-                    "not tested (no low-resource language)", "–"))
+        out.append(dict(claim="Pathways help the low-resource languages", comparisons=[],
+                        rows=[f"no low-resource language among {', '.join(langs)}"],
+                        verdict="not tested (no low-resource language)", summary="–"))
+    claim("Random-mask control: IMP masks beat random language-specific masks, which beat LAP",
+          [("pathways_imp", "pathways_random"), ("pathways_random", "lap")])
     return out
 
 
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pw_dir", type=Path, required=True)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pw_dir", type=Path, required=True, help="holds seed<k>/<system>/ (run.sh: <expdir>/pathways)")
     p.add_argument("--dense", type=Path, required=True, help="the dense multilingual experiment (stage 11-13)")
     p.add_argument("--langs", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=seed_list, default=[0], help="training seeds to aggregate (default: 0)")
+    p.add_argument("--metric", choices=sorted(METRICS), default="cer",
+                   help="error rate the claims are tested on (default cer: mini-MLS sentences are random words)")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
+    p.add_argument("--min_seeds", type=int, default=DEFAULT_MIN_SEEDS, help="seeds a firm verdict needs")
     p.add_argument("--init_sparsities", nargs="+", type=int, default=[20, 50, 70])
     p.add_argument("--target_sparsity", type=float, default=0.7)
-    p.add_argument("--low_resource", nargs="*", default=["it", "nl"], help="languages the last claim is about")
+    p.add_argument("--low_resource", nargs="*", default=["it", "nl"], help="languages the low-resource claim is about")
     p.add_argument("--decoder", choices=sorted(DECODERS), default="espnet", help="run.sh --decoder of stage 20")
-    p.add_argument("--seeds", type=int, default=1, help="seeds behind each number (verdicts need >= 2)")
     args = p.parse_args(argv)
+    try:
+        return report(args)
+    except ReportError as e:
+        print(f"report.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def report(args) -> int:
     langs = args.langs
+    if len(set(langs)) != len(langs):
+        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, args.seeds))}")
+    if args.resamples < 100:
+        raise ReportError(f"--resamples must be at least 100, got {args.resamples}")
+    seeds = args.seeds
     target_pct = int(round(args.target_sparsity * 100))
     cat = catalogue(langs, args.init_sparsities, target_pct)
-    states = {n: system_state(args.pw_dir, args.dense, n, langs) for n in cat}
-    have = [n for n, s in states.items() if s["wer"]]
-    missing = [(n, cat[n]["stage"]) for n, s in states.items() if s["status"] in ("missing", "not decoded")]
-    failed = [(n, s["failed"]) for n, s in states.items() if s["failed"]]
+    seed_dir = {k: args.pw_dir / f"seed{k}" for k in seeds}
+    dense_run = run_state(args.dense, langs, is_dense=True)
+    systems = {}
+    for n in cat:
+        if n == "dense":
+            runs = {k: dense_run for k in seeds}
+        else:
+            runs = {}
+            for k in seeds:
+                check_system_json(seed_dir[k] / n, langs, n, cat[n], args.target_sparsity)
+                runs[k] = run_state(seed_dir[k] / n, langs)
+        systems[n] = System(n, runs, seeds, langs)
+    have = [n for n, s in systems.items() if s.has_any()]
+    missing = [(n, cat[n]["stage"]) for n, s in systems.items() if s.status() in ("missing", "not decoded")]
+    failed = [(n, k, step, log) for n, s in systems.items() for k in seeds for step, log in s.runs[k]["failed"]]
     if not have:
         print("report.py: no system has results yet. Missing (system: stage that makes it):", file=sys.stderr)
         for n, st in missing:
             print(f"  {n}: stage {st} ({MISSING_HINT.format(stage=st.split(',')[-1].strip().split('-')[-1])})", file=sys.stderr)
-        for n, fl in failed:
-            for step, log in fl:
-                print(f"  {n}: FAILED {step}, log: {log}", file=sys.stderr)
+        for n, k, step, log in failed:
+            print(f"  {n} (seed {k}): FAILED {step}, log: {log}", file=sys.stderr)
         return 1
-
-    dense_wer = states["dense"]["wer"]
-    dense_avg = avg(dense_wer, langs)
+    stt = Stats(args.metric, args.resamples, args.min_seeds)
+    seeds_text = ", ".join(map(str, seeds))
     md = ["# Pruning a dense multilingual transducer: every system, per language",
           "",
-          f"Languages: {', '.join(langs)}; target sparsity {target_pct}%; seeds per number: {args.seeds}. "
-          "WER (%) on each language's test set, streaming decoding. Every pruned system was decoded by "
+          f"Languages: {', '.join(langs)}; target sparsity {target_pct}%; training seeds: {seeds_text} "
+          f"(each number: mean ± standard deviation over the seeds that finished; \"k/N seeds\" when some did not). "
+          "Error rates (%) on each language's test set, streaming decoding. Every pruned system was decoded by "
           + DECODERS[args.decoder] + " on its exported pathway "
           "(`espnet_pathways.export.export_pathway`: θ ⊙ m_l as a stock model dir); the dense baselines "
-          "(multilingual: stage 12; monolingual Ref.: stage 20) as ESPnet saved them. "
-          "In brackets: relative WER change against the dense multilingual model (negative = better). "
-          "Per-system details: `<system>/RESULTS.md`.", ""]
-    t1 = ["dense", "ref", "lap", "imp", "lth", "pathways_imp", "pathways_lth", "adaptive_imp", "adaptive_lth"]
-    md += ["## Table 1: pruning the dense multilingual model, monolingual training scenario", "",
-           "Ref.: one dense model per language, trained by stock ESPnet from the dense multilingual model on "
-           "that language's data for as many epochs as the pruned systems (the poster's Ref. row trains "
-           "monolingual models from scratch; on the demo budget that would not train).", "",
-           table(t1, cat, states, langs, dense_avg, dense_wer), ""]
+          "(multilingual: stage 12, one model for every seed; monolingual Ref.: stage 20) as ESPnet saved them. "
+          "In brackets: relative change of the mean against the dense multilingual model (negative = better). "
+          "Per-system details: `seed<k>/<system>/RESULTS.md`.", ""]
+    t1 = ["dense", "ref", "lap", "imp", "lth", "pathways_imp", "pathways_lth", "pathways_random", "adaptive_imp",
+          "adaptive_lth"]
     dyn = [f"dyn_{src}_s{s}" for src in ("lth", "lap") for s in sorted(args.init_sparsities, reverse=True)]
-    if "fr" in langs and "nl" in langs:
-        bl = ["fr", "nl"]
-        note = ("" if set(langs) == {"fr", "nl"} else
-                f" Systems here were trained on all of {', '.join(langs)}; the columns are their fr and nl WERs "
-                "(the poster trains on fr+nl only: run with `--plugin_langs \"fr nl\"` for that scenario).")
-        md += ["## Table 2: bilingual scenario (fr, nl)", "", "ASR Pathways (LAP-70%) is the `lap` system." + note, "",
-               table(["pathways_lth", "lap"] + dyn, cat, states, bl, avg(dense_wer, bl), dense_wer, with_stage=False), ""]
     mids = [x for x in args.init_sparsities if x < target_pct]
     mid = 50 if 50 in mids else (mids[-1] if mids else target_pct)
-    if len(langs) >= 4:
-        md += [f"## Table 3: {len(langs)} languages", "",
-               table(["pathways_lth", f"dyn_lth_s{mid}"], cat, states, langs, dense_avg, dense_wer, with_stage=False), ""]
-    if not ("fr" in langs and "nl" in langs):
-        md += ["## Dynamic ASR Pathways, every initialisation", "",
-               table(["pathways_lth", "lap"] + dyn, cat, states, langs, dense_avg, dense_wer, with_stage=False), ""]
+    for metric in (args.metric, *[m for m in METRICS if m != args.metric]):
+        M = metric.upper()
+        md += [f"## Table 1 ({M}): pruning the dense multilingual model, monolingual training scenario", "",
+               "Ref.: one dense model per language, trained by stock ESPnet from the dense multilingual model on "
+               "that language's data for as many epochs as the pruned systems (the poster's Ref. row trains "
+               "monolingual models from scratch).", "",
+               table(t1, cat, systems, langs, metric), ""]
+        if "fr" in langs and "nl" in langs:
+            bl = ["fr", "nl"]
+            note = ("" if set(langs) == {"fr", "nl"} else
+                    f" Systems here were trained on all of {', '.join(langs)}; the columns are their fr and nl "
+                    "results (the poster trains on fr+nl only: run with `--plugin_langs \"fr nl\"` for that scenario).")
+            md += [f"## Table 2 ({M}): bilingual scenario (fr, nl)", "",
+                   "ASR Pathways (LAP-70%) is the `lap` system." + note, "",
+                   table(["pathways_lth", "lap"] + dyn, cat, systems, bl, metric, with_stage=False), ""]
+        if len(langs) >= 4:
+            md += [f"## Table 3 ({M}): {len(langs)} languages", "",
+                   table(["pathways_lth", f"dyn_lth_s{mid}"], cat, systems, langs, metric, with_stage=False), ""]
+        if not ("fr" in langs and "nl" in langs):
+            md += [f"## Dynamic ASR Pathways, every initialisation ({M})", "",
+                   table(["pathways_lth", "lap"] + dyn, cat, systems, langs, metric, with_stage=False), ""]
 
     if missing or failed:
         md += ["## Missing and failed systems", ""]
-        md += [f"- `{n}`: trained, not decoded yet (stage 20)" if states[n]["status"] == "not decoded"
+        md += [f"- `{n}`: trained, not decoded yet (stage 20)" if systems[n].status() == "not decoded"
                else f"- `{n}`: missing, made by stage {st}" for n, st in missing]
-        md += [f"- `{n}`: FAILED at {step}, log: `{log}`" for n, fl in failed for step, log in fl]
+        md += [f"- `{n}` (seed {k}): FAILED at {step}, log: `{log}`" for n, k, step, log in failed]
         md.append("")
 
-    masks_by_system = {}
+    masks_by_seed: dict[int, dict] = {}
     try:
-        for n in cat:
-            if n != "dense" and (args.pw_dir / n).is_dir():
-                m = system_masks(args.pw_dir, n, langs)
-                if m:
-                    masks_by_system[n] = m
+        for k in seeds:
+            for n in cat:
+                if n != "dense" and (seed_dir[k] / n).is_dir():
+                    m = system_masks(seed_dir[k], n, langs)
+                    if m:
+                        masks_by_seed.setdefault(k, {})[n] = m
     except Exception as e:  # noqa: BLE001 - a broken mask file must not stop the report
         md += [f"(masks could not be read: {e})", ""]
+    iou_text, iou_info = iou_summary(masks_by_seed, langs)
+    if iou_info:
+        md += ["## Mask overlap between languages (IoU = |m_a ∧ m_b| / |m_a ∨ m_b| over all prunable weights)", "",
+               iou_text, ""]
+    first = next((k for k in seeds if k in masks_by_seed), None)
+    masks_by_system = masks_by_seed.get(first, {})
     total = dense_param_count(args.dense)
     ptext, pinfo = param_section(masks_by_system, total)
-    md += ["## Parameters and storage", "", ptext, ""]
+    md += ["## Parameters and storage" + (f" (masks of seed {first})" if len(seeds) > 1 and first is not None else ""),
+           "", ptext, ""]
 
-    figs = figures(args.pw_dir / "figures", masks_by_system, {n: s for n, s in states.items() if s["wer"]}, cat, langs)
+    figs = figures(args.pw_dir / "figures", seed_dir.get(first, seed_dir[seeds[0]]), masks_by_system,
+                   {n: s for n, s in systems.items() if s.has_any()}, cat, langs, args.metric)
     if figs:
         md += ["## Figures", ""]
         for title, path in figs:
             md += [f"### {title}", "", f"![{title}]({path.relative_to(args.pw_dir).as_posix()})", ""]
 
-    cl = claims(states, langs, args.low_resource, args.init_sparsities, target_pct, args.seeds)
-    md += ["## Claims (DESIGN.md section 7)", "",
-           f"Seeds per number: {args.seeds}. A verdict needs the difference to exceed the run-to-run spread, "
-           "so with one seed every verdict is at most \"inconclusive\"; the direction is reported.", ""]
-    for title, rows, v, direction in cl:
-        md += [f"### {title}", ""] + [f"- {r}" for r in rows] + [f"- direction: {direction}", f"- **verdict: {v}**", ""]
+    cl = claims(systems, langs, args.low_resource, args.init_sparsities, target_pct, stt)
+    md += ["## Claims (DESIGN.md section 7, and the random-mask control)", "",
+           f"Tested on {args.metric.upper()}. Each comparison \"A beats B\": A − B of the unweighted mean error rate "
+           "over the languages, per seed, and a 95% utterance-level paired bootstrap interval "
+           f"({args.resamples} resamples; each language's test set resampled on its own; each system's "
+           "per-utterance errors averaged over the seeds both systems finished). Verdict rule "
+           "(`espnet_pathways.stats.verdict`): **supported** when A − B < 0 on every seed, with at least "
+           f"{args.min_seeds} seeds, and the interval lies below 0; **refuted** when A − B > 0 on every seed and the "
+           "interval lies above 0; otherwise **inconclusive**. A claim made of several comparisons is supported "
+           "(refuted) only when every comparison tested is.", ""]
+    for c in cl:
+        md += [f"### {c['claim']}", ""] + [f"- {r}" if not r.startswith("  ") else r for r in c["rows"]]
+        md += [f"- tally: {c['summary']}", f"- **verdict: {c['verdict']}**", ""]
 
     args.pw_dir.mkdir(parents=True, exist_ok=True)
     (args.pw_dir / "RESULTS.md").write_text("\n".join(md), encoding="utf-8")
-    report = dict(langs=langs, target_sparsity=args.target_sparsity, seeds=args.seeds,
-                  systems={n: dict(cat[n], **states[n], avg=avg(states[n]["wer"], langs)) for n in cat},
-                  parameters=dict(dense=total, systems=pinfo),
-                  claims=[dict(claim=t, evidence=r, verdict=v, direction=d) for t, r, v, d in cl],
-                  figures=[str(p) for _, p in figs])
-    (args.pw_dir / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
-    print(f"report: {len(have)} systems with results, {len(missing)} missing, {len(failed)} failed -> {args.pw_dir / 'RESULTS.md'}")
+
+    def sys_json(n, sy: System):
+        out = dict(cat[n], status=sy.status(), seeds={})
+        for k in seeds:
+            r = sy.runs[k]
+            out["seeds"][str(k)] = dict(status=r["status"], wer=r["wer"], cer=r["cer"], failed=r["failed"], dir=r["dir"])
+        for metric in METRICS:
+            out[metric] = {lang: dict(zip(("mean", "sd"), mean_sd(sy.values(metric, lang))), n=len(sy.values(metric, lang)))
+                           for lang in langs if sy.values(metric, lang)}
+            per = list(sy.avg_per_seed(metric).values())
+            out[f"avg_{metric}"] = dict(zip(("mean", "sd"), mean_sd(per)), n=len(per)) if per else None
+        return out
+
+    def comp_json(c):
+        iv = c["interval"]
+        return dict(a=c["a"], b=c["b"], langs=c["langs"], seeds=c["seeds"], per_seed=c["per_seed"],
+                    interval=None if iv is None else dict(delta=iv.delta, low=iv.low, high=iv.high,
+                                                          resamples=iv.resamples, p_a_better=iv.p_a_better),
+                    verdict=c["verdict"].verdict, why=c["verdict"].why,
+                    per_language={lang: dict(per_seed=d["per_seed"], delta=d["interval"].delta, low=d["interval"].low,
+                                             high=d["interval"].high, verdict=d["verdict"].verdict)
+                                  for lang, d in c["per_language"].items()})
+
+    rep = dict(langs=langs, target_sparsity=args.target_sparsity, seeds=seeds, metric=args.metric,
+               resamples=args.resamples, min_seeds=args.min_seeds,
+               systems={n: sys_json(n, sy) for n, sy in systems.items()},
+               mask_iou=iou_info, parameters=dict(dense=total, systems=pinfo),
+               claims=[dict(claim=c["claim"], verdict=c["verdict"], summary=c["summary"],
+                            comparisons=[comp_json(x) for x in c["comparisons"]]) for c in cl],
+               figures=[str(p) for _, p in figs])
+    (args.pw_dir / "report.json").write_text(json.dumps(rep, indent=1, default=str) + "\n", encoding="utf-8")
+    print(f"report: {len(have)} systems with results over seeds {seeds_text}, {len(missing)} missing, "
+          f"{len(failed)} failed steps -> {args.pw_dir / 'RESULTS.md'}")
     return 0
 
 

@@ -52,6 +52,21 @@ def counts(refs: list[str], hyps: list[str], unit: str) -> dict:
     }
 
 
+def per_utterance(refs: list[str], hyps: list[str], unit: str) -> list[tuple[int, int]]:
+    """(errors, reference length) per utterance, for the paired bootstrap of the report."""
+    out = []
+    for r, h in zip(refs, hyps):
+        if unit == "char":
+            r, h = r.replace(" ", "_"), h.replace(" ", "_")
+        n = len(r.split()) if unit == "word" else len(r)
+        if not r.strip():
+            out.append((len(h.split()) if unit == "word" else len(h), 0))
+            continue
+        o = (jiwer.process_words if unit == "word" else jiwer.process_characters)(r, h)
+        out.append((o.substitutions + o.deletions + o.insertions, n))
+    return out
+
+
 def table(rows: list[tuple[str, dict]]) -> str:
     lines = ["|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|", "|---|---|---|---|---|---|---|---|---|"]
     for name, c in rows:
@@ -96,6 +111,9 @@ def main() -> None:
         keys = sorted(refs)
         r, h = [refs[k] for k in keys], [hyps.get(k, "") for k in keys]
         results[s] = {"wer": counts(r, h, "word"), "cer": counts(r, h, "char"), "missing": len(missing)}
+        # Per utterance: [word errors, words, char errors, chars] (local/report.py's bootstrap).
+        wu, cu = per_utterance(r, h, "word"), per_utterance(r, h, "char")
+        results[s]["utts"] = {k: [*w, *c] for k, w, c in zip(keys, wu, cu)}
         print(f"  {s}: {len(keys)} utterances, WER {results[s]['wer']['err']:.1f}%, CER {results[s]['cer']['err']:.1f}%")
 
     langs = [s.split("_", 1)[0] for s in args.sets]

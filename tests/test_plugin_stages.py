@@ -1,9 +1,9 @@
 """Plugin stages 14-21: the report on hand-made fixtures (fast), and a tiny end-to-end run (slow).
 
-The fixtures are what the stages leave behind: ``<pw_dir>/<system>/system.json``,
-``results.json`` (local/score.py's format), ``failed/<step>`` (a log path) and masks
-(``train/masks.pt`` or ``train_<lang>/masks.pt``), plus the dense experiment's
-``results.json`` and ``valid.loss.ave.pth``.
+The fixtures are what the stages leave behind: ``<pw_dir>/seed<k>/<system>/system.json``,
+``results.json`` (local/score.py's format, with per-utterance error counts), ``failed/<step>``
+(a log path) and masks (``train/masks.pt`` or ``train_<lang>/masks.pt``), plus the dense
+experiment's ``results.json`` and ``valid.loss.ave.pth``.
 """
 import json
 import os
@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"encoder.a.weight": (8, 6), "encoder.b.weight": (6, 6), "decoder.c.weight": (5, 4)}
 
 
-def results(path: Path, wers: dict[str, float]) -> None:
+def results(path: Path, wers: dict[str, float], utts: int = 20) -> None:
+    """results.json with WER w and CER w / 2 per language, spread evenly over ``utts`` utterances
+    (each 10 words, 50 characters: errors w / 10 words and w / 4 characters per utterance)."""
     path.mkdir(parents=True, exist_ok=True)
-    sets = {f"{lang}_test": {"wer": {"err": w, "snt": 4, "wrd": 20}, "cer": {"err": w / 2, "snt": 4, "wrd": 80},
-                             "missing": 0} for lang, w in wers.items()}
+    sets = {}
+    for lang, w in wers.items():
+        per = {f"{lang}_{i:04d}": [w / 10, 10, w / 4, 50] for i in range(utts)}
+        sets[f"{lang}_test"] = {"wer": {"err": w, "snt": utts, "wrd": 10 * utts},
+                                "cer": {"err": w / 2, "snt": utts, "wrd": 50 * utts}, "missing": 0, "utts": per}
     (path / "results.json").write_text(json.dumps({"sets": sets, "average": {}}))
 
 
@@ -49,7 +54,8 @@ def report(pw_dir: Path, dense: Path, *langs: str, extra=()) -> subprocess.Compl
 @pytest.fixture
 def fixture_runs(tmp_path):
     """dense + lth (monolingual masks) + pathways_lth + dyn_lth_s50 ok, lap failed, the rest missing."""
-    pw, dense = tmp_path / "pathways", tmp_path / "asr_dense"
+    root, dense = tmp_path / "pathways", tmp_path / "asr_dense"
+    pw = root / "seed0"
     results(dense, {"en": 40.0, "fr": 50.0})
     sd = {name: torch.randn(shape) for name, shape in SHAPES.items()}
     sd["joint_network.lin_out.bias"] = torch.zeros(10)  # an unpruned parameter
@@ -66,65 +72,131 @@ def fixture_runs(tmp_path):
     (pw / "lap" / "failed").mkdir(parents=True)
     (pw / "lap" / "failed" / "train").write_text(str(pw / "lap" / "train" / "train.log") + "\n")
     (pw / "lap" / "system.json").write_text("{}")
-    return pw, dense
+    return root, dense
 
 
 def test_report_tables_missing_failed_claims_figures(fixture_runs):
-    pw, dense = fixture_runs
-    out = report(pw, dense, "en", "fr", extra=["--init_sparsities", "50", "70"])
+    root, dense = fixture_runs
+    out = report(root, dense, "en", "fr", extra=["--init_sparsities", "50", "70"])
     assert out.returncode == 0, out.stderr
-    text = (pw / "RESULTS.md").read_text()
-    # Table 1: eight rows shaped like the poster's (stage, model, mask change, sparsity, training, init).
-    t1 = text.split("## Table 1")[1].split("\n## ")[0]
+    text = (root / "RESULTS.md").read_text()
+    # Table 1 (CER first, then WER): rows shaped like the poster's (stage, model, mask change, sparsity, ...).
+    t1 = text.split("## Table 1 (CER)")[1].split("\n## ")[0]
     rows = [r for r in t1.splitlines() if r.startswith("| ") and "---" not in r]
     assert rows[0].startswith("| Stage | Model | System | Mask can change? | Sparsity | Mono/multilingual training | "
                               "Initialisation | EN | FR | Avg. | Rel. vs dense (avg) |")
-    assert len(rows) == 1 + 9  # dense, Ref., LAP, IMP, LTH, 2 ASR Pathways, 2 adaptive
+    assert len(rows) == 1 + 10  # dense, Ref., LAP, IMP, LTH, 3 ASR Pathways, 2 adaptive
     assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
     lth = next(r for r in rows if "`lth`" in r)
-    assert "44.00 (+10.0%)" in lth and "48.00" in lth and "+6.7%" in lth  # avg 48 vs dense 45
+    assert "22.00 (+10.0%)" in lth and "24.00" in lth and "+6.7%" in lth  # avg CER 24 vs dense 22.5
+    wer_lth = next(r for r in text.split("## Table 1 (WER)")[1].splitlines() if "`lth`" in r)
+    assert "44.00 (+10.0%)" in wer_lth and "48.00" in wer_lth
     assert "missing (stage 14)" in next(r for r in rows if "`imp`" in r)
     assert "missing (stage 14)" in next(r for r in rows if "`ref`" in r) and "| Ref. | Dense |" in t1
+    assert "missing (stage 16)" in next(r for r in rows if "`pathways_random`" in r)
     assert "missing (stage 17)" in next(r for r in rows if "`adaptive_lth`" in r)
     lap = next(r for r in rows if "`lap`" in r)
     assert "failed" in lap and "train.log" in lap
-    assert "FAILED at train" in text and "`dyn_lap_s70`: missing, made by stage 19" in text
+    assert "`lap` (seed 0): FAILED at train" in text and "`dyn_lap_s70`: missing, made by stage 19" in text
     # No fr+nl and only two languages: no Table 2/3, the Dynamic Pathways table instead.
     assert "## Table 2" not in text and "## Table 3" not in text
     assert "Dynamic ASR Pathways, every initialisation" in text and "`dyn_lth_s50`" in text
-    # Parameters: dense count, each pathway, the union, storage.
+    # Mask IoU for every system with masks; parameters, storage.
+    iou = text.split("## Mask overlap")[1].split("\n## ")[0]
+    assert "`lth` | 1 |" in iou and "`pathways_lth` | 1 |" in iou and "en-fr" in iou
     assert "Dense model: 114 parameters." in text
     assert "union of 2" in text and "Shared model + bit masks" in text
-    # Claims: the five of DESIGN.md section 7, each with a verdict; one seed never gives a firm one.
+    # Claims: DESIGN.md's five + the random-mask control; one seed never gives a firm verdict.
     claims = text.split("## Claims")[1]
-    assert claims.count("**verdict:") == 5
-    assert "supported**" not in claims.replace("not supported", "")
-    assert "`dyn_lth_s50` − `pathways_lth`: en -1.00, fr -2.00" in claims
-    rep = json.loads((pw / "report.json").read_text())
-    assert len(rep["claims"]) == 5 and rep["systems"]["lap"]["status"] == "failed"
+    assert claims.count("**verdict:") == 6
+    assert "**verdict: supported**" not in claims and "**verdict: refuted**" not in claims
+    assert "`dyn_lth_s50` − `pathways_lth`, average CER over en, fr: -0.75 [-0.75, -0.75]" in claims
+    assert "1 seed(s), the rule needs 3" in claims
+    rep = json.loads((root / "report.json").read_text())
+    assert len(rep["claims"]) == 6 and rep["systems"]["lap"]["status"] == "failed"
+    assert rep["mask_iou"]["lth"]["seeds"] == 1
     # Figures exist, are PNG, and are linked.
-    for f in ("iou_pathways_lth.png", "iou_lth.png", "sparsity_per_layer.png", "wer_vs_sparsity.png"):
-        p = pw / "figures" / f
+    for f in ("iou_pathways_lth.png", "iou_lth.png", "sparsity_per_layer.png", "error_vs_sparsity.png"):
+        p = root / "figures" / f
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(figures/{f})" in text
 
 
 def test_report_four_languages_has_tables_2_and_3(tmp_path):
-    pw, dense = tmp_path / "pathways", tmp_path / "dense"
+    root, dense = tmp_path / "pathways", tmp_path / "dense"
+    pw = root / "seed0"
     langs = ("en", "fr", "it", "nl")
     results(dense, dict(zip(langs, (10.0, 20.0, 30.0, 40.0))))
     results(pw / "pathways_lth", dict(zip(langs, (11.0, 19.0, 28.0, 35.0))))
     results(pw / "lap", dict(zip(langs, (12.0, 24.0, 33.0, 45.0))))
-    out = report(pw, dense, *langs)
+    out = report(root, dense, *langs)
     assert out.returncode == 0, out.stderr
-    text = (pw / "RESULTS.md").read_text()
-    t2 = text.split("## Table 2")[1].split("\n## ")[0]
+    text = (root / "RESULTS.md").read_text()
+    t2 = text.split("## Table 2 (CER)")[1].split("\n## ")[0]
     assert "| FR | NL | Avg. |" in t2 and "`dyn_lth_s20`" in t2 and "`dyn_lap_s50`" in t2
-    t3 = text.split("## Table 3")[1].split("\n## ")[0]
+    t3 = text.split("## Table 3 (CER)")[1].split("\n## ")[0]
     assert "| EN | FR | IT | NL | Avg. |" in t3 and "`dyn_lth_s50`" in t3
     claims = text.split("## Claims")[1]
-    assert "largest degradation: nl (+5.00)" in claims
+    assert "largest degradation: nl (+2.50)" in claims
     assert "Pathways help the low-resource languages (it, nl)" in claims
+
+
+def seeded_results(root: Path, name: str, per_seed: dict[int, dict[str, float]]) -> None:
+    for k, wers in per_seed.items():
+        results(root / f"seed{k}" / name, wers)
+        (root / f"seed{k}" / name / "system.json").write_text(json.dumps({"languages": ["en", "fr"], "sparsity": 0.7}))
+
+
+def test_report_over_seeds_mean_sd_missing_seed_and_verdicts(tmp_path):
+    root, dense = tmp_path / "pathways", tmp_path / "dense"
+    results(dense, {"en": 40.0, "fr": 50.0})
+    # pathways_imp beats lap on every seed and utterance -> supported; pathways_lth loses on every seed -> refuted
+    # (the claim "language-specific masks beat LAP" is then inconclusive as a whole); adaptive_imp vs imp has
+    # mixed signs -> inconclusive.  adaptive_lth misses seed 2.
+    seeded_results(root, "lap", {k: {"en": 44.0 + k, "fr": 54.0} for k in range(3)})
+    seeded_results(root, "pathways_imp", {k: {"en": 42.0 + k, "fr": 52.0} for k in range(3)})
+    seeded_results(root, "pathways_lth", {k: {"en": 46.0 + k, "fr": 56.0} for k in range(3)})
+    seeded_results(root, "imp", {k: {"en": 44.0, "fr": 54.0} for k in range(3)})
+    seeded_results(root, "adaptive_imp", {0: {"en": 43.0, "fr": 54.0}, 1: {"en": 45.0, "fr": 54.0},
+                                          2: {"en": 43.0, "fr": 54.0}})
+    seeded_results(root, "adaptive_lth", {0: {"en": 43.0, "fr": 54.0}, 1: {"en": 45.0, "fr": 55.0}})
+    out = report(root, dense, "en", "fr", extra=["--seeds", "0", "1", "2", "--metric", "wer"])
+    assert out.returncode == 0, out.stderr
+    text = (root / "RESULTS.md").read_text()
+    t1 = text.split("## Table 1 (WER)")[1].split("\n## ")[0]
+    lap = next(r for r in t1.splitlines() if "`lap`" in r)
+    assert "45.00 ± 1.00" in lap and "54.00 ± 0.00" in lap
+    alth = next(r for r in t1.splitlines() if "`adaptive_lth`" in r)
+    assert "(2/3 seeds)" in alth and "seed 2: missing" in alth
+    rep = json.loads((root / "report.json").read_text())
+    comps = {(c["a"], c["b"]): c for cl in rep["claims"] for c in cl["comparisons"]}
+    assert comps[("pathways_imp", "lap")]["verdict"] == "supported"
+    assert comps[("pathways_imp", "lap")]["per_seed"] == [-2.0, -2.0, -2.0]
+    assert comps[("pathways_lth", "lap")]["verdict"] == "refuted"
+    assert comps[("adaptive_imp", "imp")]["verdict"] == "inconclusive"
+    assert comps[("adaptive_lth", "lth")]["verdict"] == "not tested"
+    by_claim = {c["claim"]: c["verdict"] for c in rep["claims"]}
+    assert by_claim["Language-specific masks (ASR Pathways) beat LAP"] == "inconclusive"
+    assert by_claim["LAP hurts some languages (more than others)"] == "supported"
+    assert rep["systems"]["adaptive_lth"]["avg_wer"]["n"] == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0", "x"], "report.py: error: argument --seeds: --seeds: 'x' is not an integer"),
+    (["--seeds", "1", "1"], "--seeds: a seed is given twice"),
+    (["--langs", "en", "de"], "was trained on languages en fr, the report's --langs are en de"),
+    (["--target_sparsity", "0.5"], "has sparsity 0.7, the report's --target_sparsity is 0.5"),
+])
+def test_report_bad_input_one_line(tmp_path, extra, message):
+    root, dense = tmp_path / "pathways", tmp_path / "dense"
+    results(dense, {"en": 40.0, "fr": 50.0})
+    seeded_results(root, "lap", {0: {"en": 44.0, "fr": 54.0}, 1: {"en": 44.0, "fr": 54.0}})
+    args = ["--langs", "en", "fr", *extra] if "--langs" not in extra else extra
+    out = subprocess.run([sys.executable, str(ROOT / "local" / "report.py"), "--pw_dir", str(root),
+                          "--dense", str(dense), *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (root / "RESULTS.md").exists()
 
 
 def test_report_before_any_system_lists_what_is_missing(tmp_path):
