@@ -16,7 +16,7 @@ stop_stage=             # last stage to run (default: 13, the dense recipe; 21 w
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
-corpus_size=demo        # mini-MLS size when no --mls_root: tiny | demo | full
+corpus_size=full        # mini-MLS size when no --mls_root: tiny | demo | full (full: 10.7 h of training audio, 200 test utterances per language)
 corpus_dir=             # where mini-MLS goes (default: corpus/<corpus_size>)
 seed=0                  # mini-MLS and training seed
 nj=2                    # parallel jobs for data synthesis, formatting, statistics
@@ -48,6 +48,7 @@ prune_interval=25       # stages 14-19: T, optimizer steps between prunes of a m
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=5       # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
+plugin_dir=             # stages 14-21: where the systems go (default: <expdir>/pathways); another dir keeps another configuration's runs apart
 seeds=0                 # stages 14-21: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
 options() {  # the option lines above, as "name=default  # help"

@@ -60,11 +60,16 @@ def find_data(args, work: Path):
     stats = ROOT / "exp" / "asr_stats_char" / "train" / "feats_stats.npz"
     if not args.tiny and (dump / "train" / "wav.scp").is_file() and (dump / "dev" / "wav.scp").is_file() and tl.is_file():
         return dump / "train", dump / "dev", tl, (stats if stats.is_file() else None), f"{rel(dump)}/train, dev"
-    from data import kaldi_dirs, synthesise
+    import subprocess
 
-    corpus = work / "corpus"
-    synthesise(corpus, ["en", "fr"], speakers=3, utts=8, jobs=2)
-    data = kaldi_dirs(corpus, ["en", "fr"], work / "data")
+    corpus, data = work / "corpus", work / "data"
+    for cmd in ([sys.executable, str(ROOT / "local" / "make_mini_mls.py"), "--out", str(corpus), "--langs", "en", "fr",
+                 "--size", "tiny", "--jobs", "2"],
+                [sys.executable, str(ROOT / "local" / "data_prep.py"), "--mls_root", str(corpus), "--langs", "en", "fr",
+                 "--data", str(data)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{Path(cmd[1]).name} failed:\n{proc.stderr[-2000:]}")
     chars = set()
     for line in (data / "train" / "text").read_text(encoding="utf-8").splitlines():
         parts = line.split(maxsplit=1)

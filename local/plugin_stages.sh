@@ -1,6 +1,7 @@
 # Plugin stages 14-21 of run.sh (sourced at its end; uses its options and helpers).
 #
-# Every system of training seed k (--seeds) lives in $expdir/pathways/seed<k>/<system>/:
+# Every system of training seed k (--seeds) lives in $plugin_dir/seed<k>/<system>/
+# ($plugin_dir defaults to $expdir/pathways):
 #   train.yaml | train_<l>.yaml   generated config = the dense train config + pathways: section
 #   train/ | train_<l>/           pathways_train output dir (multilingual | one per language)
 #   system.json                   what the report needs to describe the row
@@ -14,7 +15,7 @@
 #
 # shellcheck shell=bash disable=SC2154
 
-pw_root=$expdir/pathways
+pw_root=${plugin_dir:-$expdir/pathways}
 pw_dir=$pw_root/seed${seeds%% *}   # set per seed below
 pseed=${seeds%% *}
 [ -n "$plugin_langs" ] || plugin_langs=$langs

@@ -626,6 +626,8 @@ def main(argv=None) -> int:
     p.add_argument("--target_sparsity", type=float, default=0.7)
     p.add_argument("--low_resource", nargs="*", default=["it", "nl"], help="languages the low-resource claim is about")
     p.add_argument("--decoder", choices=sorted(DECODERS), default="espnet", help="run.sh --decoder of stage 20")
+    p.add_argument("--iou_sweep", type=Path, default=None,
+                   help="output dir of local/mask_iou_sweep.py: adds its IoU-against-steps table and figure")
     args = p.parse_args(argv)
     try:
         return report(args)
@@ -727,6 +729,22 @@ def report(args) -> int:
     if iou_info:
         md += ["## Mask overlap between languages (IoU = |m_a ∧ m_b| / |m_a ∨ m_b| over all prunable weights)", "",
                iou_text, ""]
+    if args.iou_sweep is not None:
+        tsv, png = args.iou_sweep / "iou_vs_steps.tsv", args.iou_sweep / "iou_vs_steps.png"
+        if not tsv.is_file():
+            raise ReportError(f"--iou_sweep {args.iou_sweep}: no iou_vs_steps.tsv (run local/mask_iou_sweep.py)")
+        rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines()]
+        md += ["## Mask IoU against monolingual training steps (budget sweep)", "",
+               f"From `{tsv}` (`local/mask_iou_sweep.py`): final masks of monolingual runs with different budgets.", "",
+               "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        md.append("")
+        if png.is_file():
+            import shutil
+
+            (args.pw_dir / "figures").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, args.pw_dir / "figures" / "iou_vs_steps.png")
+            md += ["![Mask IoU against training steps](figures/iou_vs_steps.png)", ""]
     first = next((k for k in seeds if k in masks_by_seed), None)
     masks_by_system = masks_by_seed.get(first, {})
     total = dense_param_count(args.dense)

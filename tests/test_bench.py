@@ -53,3 +53,8 @@ def test_data_tiny():
 @pytest.mark.slow
 def test_decoding_tiny():
     run_tiny("decoding.py", "| language | utts | audio s | dense RTF |")
+
+
+@pytest.mark.slow
+def test_training_tiny():
+    run_tiny("training.py", "| config | parameters | steps | epochs | audio s / wall s |")

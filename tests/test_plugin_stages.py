@@ -263,24 +263,29 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     common = ["--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "corpus"),
               "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
               "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2"]
-    plugin = ["--systems", "ref lth pathways_lth dyn_lth_s70", "--init_sparsities", "70", "--plugin_epochs", "1",
-              "--prune_interval", "2", "--prune_rounds", "1", "--rerank_interval", "1"]
+    plugin = ["--systems", "ref lth pathways_lth pathways_random dyn_lth_s70", "--init_sparsities", "70",
+              "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1", "--rerank_interval", "1"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     start = time.time()
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "1", "--stop_stage", "21", *common, *plugin],
                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     took = time.time() - start
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
-    pw = tmp_path / "exp" / "pathways"
-    text = (pw / "RESULTS.md").read_text()
-    rep = json.loads((pw / "report.json").read_text())
-    for name in ("dense", "ref", "lth", "pathways_lth", "dyn_lth_s70"):
+    root = tmp_path / "exp" / "pathways"
+    pw = root / "seed0"
+    text = (root / "RESULTS.md").read_text()
+    rep = json.loads((root / "report.json").read_text())
+    for name in ("dense", "ref", "lth", "pathways_lth", "pathways_random", "dyn_lth_s70"):
         assert set(rep["systems"][name]["wer"]) == {"en", "fr"}, name
         assert rep["systems"][name]["status"] == "ok", name
         assert f"`{name}`" in text
+    # Random masks: the target sparsity per language, different languages.
+    rnd = PathwayMasks.load(pw / "pathways_random" / "init_masks.pt")
+    assert all(abs(v - 0.7) < 0.01 for v in rnd.sparsity().values()) and rnd["en"] != rnd["fr"]
+    assert "average CER over en, fr" in text  # bootstrap intervals from per-utterance scores
     assert (pw / "pathways_lth" / "export_fr" / "model.pth").is_file()
     assert "stock ESPnet" in (pw / "pathways_lth" / "RESULTS.md").read_text()
-    assert (pw / "figures" / "iou_pathways_lth.png").is_file()
+    assert (root / "figures" / "iou_pathways_lth.png").is_file()
     assert "missing (stage 14)" in text  # imp was not selected
     stages = [line.split("\t")[0] for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
     assert stages[-9:] == [str(s) for s in range(13, 22)]
@@ -289,7 +294,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("trained already (skipped)") == 6
+    assert again.stdout.count("trained already (skipped)") == 7
     # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
     batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
                               "--decoder", "batched", "--decode_batch_size", "4"],
@@ -301,3 +306,46 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
             ours = pw / name / "decode_streaming_decode_fast_batched" / f"{lang}_test" / "1best_recog" / "token_int"
             assert sorted(ours.read_text().splitlines()) == sorted(stock.read_text().splitlines()), (name, lang)
     assert "batch_inference" in (pw / "pathways_lth" / "RESULTS.md").read_text()
+    # A second seed: its own directory, seed 0's runs untouched, the report aggregates both.
+    two = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "21", *common, *plugin,
+                          "--systems", "lth pathways_random", "--seeds", "0 1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
+    assert (root / "seed1" / "pathways_random" / "train" / "masks.pt").is_file()
+    assert (root / "seed1" / "lth" / "train_fr" / "masks.pt").is_file()
+    rnd1 = PathwayMasks.load(root / "seed1" / "pathways_random" / "init_masks.pt")
+    assert rnd1["en"] != rnd["en"]  # the random masks follow the seed
+    rep = json.loads((root / "report.json").read_text())
+    assert rep["seeds"] == [0, 1]
+    assert rep["systems"]["lth"]["avg_wer"]["n"] == 2 and rep["systems"]["pathways_random"]["avg_wer"]["n"] == 2
+    assert rep["systems"]["pathways_lth"]["avg_wer"]["n"] == 1  # seed 1 not run: shown as missing, not averaged
+    assert "(1/2 seeds)" in (root / "RESULTS.md").read_text()
+
+
+def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
+    root, dense = fixture_runs
+    dirs = []
+    for budget, (seed_a, seed_b) in ((1, (5, 5)), (2, (5, 6))):  # budget 1: identical masks; 2: different ones
+        d = tmp_path / f"sweep_e{budget}"
+        for lang, seed in (("fr", seed_a), ("nl", seed_b)):
+            run = d / "seed0" / "imp" / f"train_{lang}"
+            run.mkdir(parents=True)
+            PathwayMasks({lang: masks(seed)}).save(run / "masks.pt")
+            (run / "train.log").write_text(
+                f"[x] 1epoch results: [train] iter_time=0.1, total_count={50 * budget}, loss=1 [valid] loss=2\n")
+        dirs.append(d)
+    out = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), "--out", str(out), "--langs",
+                           "fr", "nl", *map(str, dirs)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [r.split("\t") for r in (out / "iou_vs_steps.tsv").read_text().splitlines()[1:]]
+    assert [(r[3], r[6]) for r in rows] == [("50", "1.0000"), ("100", f"{masks(5).iou(masks(6)):.4f}")]
+    assert (out / "iou_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
+    rep = report(root, dense, "en", "fr", extra=["--init_sparsities", "50", "70", "--iou_sweep", str(out)])
+    assert rep.returncode == 0, rep.stderr
+    assert "## Mask IoU against monolingual training steps" in (root / "RESULTS.md").read_text()
+    assert (root / "figures" / "iou_vs_steps.png").is_file()
+    bad = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), "--out", str(tmp_path / "x"),
+                          "--langs", "fr", "it", str(dirs[0])], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "train_it/masks.pt: no such file" in bad.stderr
+    assert not (tmp_path / "x").exists()
