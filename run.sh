@@ -48,6 +48,8 @@ prune_interval=25       # stages 14-19: T, optimizer steps between prunes of a m
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=5       # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
+scratch_epochs=         # stages 14-15: epochs of the from-scratch systems ref_scratch, dense_small (default: the dense model's + --plugin_epochs)
+small_config=conf/train_demo_small.yaml  # stage 15: config of dense_small, a dense model with as many parameters as one pathway
 plugin_dir=             # stages 14-21: where the systems go (default: <expdir>/pathways); another dir keeps another configuration's runs apart
 seeds=0                 # stages 14-21: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
@@ -68,8 +70,8 @@ Stages:
   12  decode every language's test set (ESPnet asr_transducer_inference)
   13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
   Plugin stages (local/plugin_stages.sh; every system from the stage-11 model, in <expdir>/pathways/<system>/):
-  14  monolingual dense (Ref.), IMP and LTH per language (systems ref, imp, lth)
-  15  language-agnostic pruning on all languages (lap)
+  14  monolingual dense (Ref.: ref from the dense model, ref_scratch from scratch), IMP and LTH per language (ref, ref_scratch, imp, lth)
+  15  language-agnostic pruning on all languages (lap); a dense model with as many parameters as a pathway, from scratch (dense_small)
   16  ASR Pathways from the merged IMP / LTH masks, and from random masks (pathways_imp, pathways_lth, pathways_random)
   17  adaptive masking, monolingual: adaptive IMP / LTH (adaptive_imp, adaptive_lth)
   18  LTH / LAP masks at each lower --init_sparsities value N (lth_sN, lap_sN)
@@ -98,7 +100,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$stop_stage" ] || { if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; else stop_stage=13; fi; }
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -111,7 +113,7 @@ case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, 
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
     case $s in
-        all|ref|imp|lth|lap|pathways_imp|pathways_lth|pathways_random|adaptive_imp|adaptive_lth) ;;
+        all|ref|ref_scratch|dense_small|imp|lth|lap|pathways_imp|pathways_lth|pathways_random|adaptive_imp|adaptive_lth) ;;
         lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
         *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
     esac
@@ -129,11 +131,11 @@ done
 # relative paths (outputs, the default configs) are relative to this recipe's directory.
 caller_dir=$PWD
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
-for f in train_config decode_config mls_root; do
+for f in train_config decode_config small_config mls_root; do
     p=${!f}
     if [ -n "$p" ] && [[ $p != /* ]] && [ -e "$caller_dir/$p" ]; then printf -v "$f" '%s' "$caller_dir/$p"; fi
 done
-for f in train_config decode_config; do
+for f in train_config decode_config small_config; do
     [ -f "${!f}" ] || [ -f "$recipe_dir/${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
 done
 

@@ -146,35 +146,50 @@ if [ "$stop_stage" -ge 14 ] && [ "$stage" -le 19 ] && [ ! -f "$dense_model" ]; t
     echo "$0: plugin stages 14-19 start from the dense model $dense_model: run stages 10-11 first" >&2; exit 1
 fi
 langs_yaml="[${plugin_langs// /, }]"
+# From-scratch systems (ref_scratch, dense_small) train as many epochs as a pruned system's
+# weights have seen: the dense model's epochs + --plugin_epochs (unless --scratch_epochs).
+if [ -z "$scratch_epochs" ]; then
+    dense_epochs=$(awk '/^max_epoch:/ { print $2 }' "$asr_exp/config.yaml" 2>/dev/null || true)
+    scratch_epochs=$(( ${dense_epochs:-0} + plugin_epochs ))
+fi
 
-ref_runs() {  # ref_runs: the "Ref." row, one dense monolingual model per language, by stock ESPnet
-    # training (espnet_pathways.bin.asr_transducer_train: ESPnet's entry point + the loss), from
-    # the dense multilingual model, on that language's utterances only (filtered shape files:
-    # ESPnet batches the utterances its shape files list), for --plugin_epochs epochs.
-    local l dir log i f ok=0 a=("${train_common_args[@]}") args
-    for l in $plugin_langs; do
-        dir=$pw_dir/ref/train_$l; log=$dir/train.log
+dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espnet_pathways.bin.asr_transducer_train
+    # (ESPnet's entry point + the loss), on the run's languages only (filtered shape files: ESPnet
+    # batches the utterances its shape files list):
+    #   ref          one model per language, from the dense multilingual model, --plugin_epochs epochs
+    #   ref_scratch  one model per language, from scratch, --scratch_epochs epochs
+    #   dense_small  one multilingual model with as many parameters as a pathway (--small_config),
+    #                from scratch, --scratch_epochs epochs
+    local sys=$1 l dir log i f ok=0 a=("${train_common_args[@]}") args cfg epochs run_langs init
+    for run_langs in $([ "$sys" = dense_small ] && echo all || echo "$plugin_langs"); do
+        case $sys in
+            ref) cfg=$train_config; epochs=$plugin_epochs; init=(--init_param "$dense_model") ;;
+            ref_scratch) cfg=$train_config; epochs=$scratch_epochs; init=() ;;
+            dense_small) cfg=$small_config; epochs=$scratch_epochs; init=() ;;
+        esac
+        if [ "$run_langs" = all ]; then l=train; run_langs=$plugin_langs; else l=train_$run_langs; fi
+        dir=$pw_dir/$sys/$l; log=$dir/train.log
         if [ -f "$dir/$inference_model" ]; then
-            echo "  ref/train_$l: trained already (skipped)"; clear_failed ref "train_$l"; continue
+            echo "  $sys/$l: trained already (skipped)"; clear_failed "$sys" "$l"; continue
         fi
         mkdir -p "$dir/shapes"; args=()
         for ((i = 0; i < ${#a[@]}; i++)); do
             case ${a[i]} in
                 --train_shape_file|--valid_shape_file)
                     f=$dir/shapes/${a[i]#--}.$(basename "${a[i + 1]}")
-                    grep "^${l}_" "${a[i + 1]}" > "$f" || true
+                    grep -E "^(${run_langs// /|})_" "${a[i + 1]}" > "$f" || true
                     args+=("${a[i]}" "$f"); i=$((i + 1)) ;;
                 *) args+=("${a[i]}") ;;
             esac
         done
-        echo "  ref/train_$l: training, log: $log"
+        echo "  $sys/$l: training ($epochs epochs), log: $log"
         # shellcheck disable=SC2086
-        if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --seed "$pseed" --config "$train_config" \
-            --init_param "$dense_model" --max_epoch "$plugin_epochs" --output_dir "$dir" $plugin_train_args \
+        if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --seed "$pseed" --config "$cfg" \
+            "${init[@]}" --max_epoch "$epochs" --output_dir "$dir" $plugin_train_args \
             > "$log" 2>&1 && [ -f "$dir/$inference_model" ]; then
-            clear_failed ref "train_$l"; echo "  ref/train_$l: done ($(grep -c 'epoch results' "$log" || true) epochs)"
+            clear_failed "$sys" "$l"; echo "  $sys/$l: done ($(grep -c 'epoch results' "$log" || true) epochs)"
         else
-            mark_failed ref "train_$l" "$log"; ok=1
+            mark_failed "$sys" "$l" "$log"; ok=1
         fi
     done
     return $ok
@@ -186,7 +201,12 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
         if want ref; then
             system_json ref Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=dense \
                 languages="$langs_yaml" per_language=true
-            ref_runs || true
+            dense_runs ref || true
+        fi
+        if want ref_scratch; then
+            system_json ref_scratch Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=random \
+                languages="$langs_yaml" per_language=true epochs="$scratch_epochs"
+            dense_runs ref_scratch || true
         fi
         for m in imp lth; do
             want $m || continue
@@ -197,12 +217,17 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
         end_stage 14
     fi
 
-    if run_stage 15 "seed $pseed: language-agnostic pruning (LAP) on all of $plugin_langs -> $pw_dir/lap"; then
+    if run_stage 15 "seed $pseed: language-agnostic pruning (LAP), pathway-sized dense model, on all of $plugin_langs -> $pw_dir/{lap,dense_small}"; then
         if want lap; then
             system_json lap 2 model=LAP mask_changes=false sparsity="$target_sparsity" training=multilingual \
                 init=dense languages="$langs_yaml" per_language=false
             # shellcheck disable=SC2046
             multi_run lap mode=lap batches=mixed $(schedule_keys "$target_sparsity") || true
+        fi
+        if want dense_small; then
+            system_json dense_small 1 model=Dense mask_changes=/ sparsity=0 training=multilingual init=random \
+                languages="$langs_yaml" per_language=false epochs="$scratch_epochs" config="$small_config"
+            dense_runs dense_small || true
         fi
         end_stage 15
     fi

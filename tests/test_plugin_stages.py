@@ -85,7 +85,7 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
     rows = [r for r in t1.splitlines() if r.startswith("| ") and "---" not in r]
     assert rows[0].startswith("| Stage | Model | System | Mask can change? | Sparsity | Mono/multilingual training | "
                               "Initialisation | EN | FR | Avg. | Rel. vs dense (avg) |")
-    assert len(rows) == 1 + 10  # dense, Ref., LAP, IMP, LTH, 3 ASR Pathways, 2 adaptive
+    assert len(rows) == 1 + 12  # dense, small dense, 2 Ref., LAP, IMP, LTH, 3 ASR Pathways, 2 adaptive
     assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
     lth = next(r for r in rows if "`lth`" in r)
     assert "22.00 (+10.0%)" in lth and "24.00" in lth and "+6.7%" in lth  # avg CER 24 vs dense 22.5
@@ -106,14 +106,14 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
     assert "`lth` | 1 |" in iou and "`pathways_lth` | 1 |" in iou and "en-fr" in iou
     assert "Dense model: 114 parameters." in text
     assert "union of 2" in text and "Shared model + bit masks" in text
-    # Claims: DESIGN.md's five + the random-mask control; one seed never gives a firm verdict.
+    # Claims: DESIGN.md's five + the small dense and random-mask controls; one seed never gives a firm verdict.
     claims = text.split("## Claims")[1]
-    assert claims.count("**verdict:") == 6
+    assert claims.count("**verdict:") == 7
     assert "**verdict: supported**" not in claims and "**verdict: refuted**" not in claims
     assert "`dyn_lth_s50` − `pathways_lth`, average CER over en, fr: -0.75 [-0.75, -0.75]" in claims
     assert "1 seed(s), the rule needs 3" in claims
     rep = json.loads((root / "report.json").read_text())
-    assert len(rep["claims"]) == 6 and rep["systems"]["lap"]["status"] == "failed"
+    assert len(rep["claims"]) == 7 and rep["systems"]["lap"]["status"] == "failed"
     assert rep["mask_iou"]["lth"]["seeds"] == 1
     # Figures exist, are PNG, and are linked.
     for f in ("iou_pathways_lth.png", "iou_lth.png", "sparsity_per_layer.png", "error_vs_sparsity.png"):
@@ -227,11 +227,11 @@ def test_pathways_config_is_the_dense_config_plus_a_section(tmp_path):
 def test_help_lists_plugin_stages_and_options():
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
-    for s in ("14  monolingual dense (Ref.), IMP and LTH", "15  language-agnostic", "16  ASR Pathways", "17  adaptive",
+    for s in ("14  monolingual dense (Ref.: ref from the dense model, ref_scratch from scratch), IMP and LTH", "15  language-agnostic", "16  ASR Pathways", "17  adaptive",
               "19  Dynamic ASR Pathways", "20  export", "21  report"):
         assert s in out.stdout
     for o in ("--target_sparsity (0.7)", "--plugin_langs", "--plugin_epochs", "--prune_interval", "--rerank_interval",
-              "--init_sparsities", "--systems (all)"):
+              "--init_sparsities", "--systems (all)", "--seeds (0)", "--scratch_epochs", "--small_config", "--plugin_dir"):
         assert o in out.stdout
 
 
@@ -263,8 +263,9 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     common = ["--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "corpus"),
               "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
               "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2"]
-    plugin = ["--systems", "ref lth pathways_lth pathways_random dyn_lth_s70", "--init_sparsities", "70",
-              "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1", "--rerank_interval", "1"]
+    plugin = ["--systems", "ref ref_scratch dense_small lth pathways_lth pathways_random dyn_lth_s70",
+              "--init_sparsities", "70", "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1",
+              "--rerank_interval", "1", "--scratch_epochs", "1", "--small_config", "conf/train_tiny.yaml"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     start = time.time()
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "1", "--stop_stage", "21", *common, *plugin],
@@ -275,7 +276,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     pw = root / "seed0"
     text = (root / "RESULTS.md").read_text()
     rep = json.loads((root / "report.json").read_text())
-    for name in ("dense", "ref", "lth", "pathways_lth", "pathways_random", "dyn_lth_s70"):
+    for name in ("dense", "ref", "ref_scratch", "dense_small", "lth", "pathways_lth", "pathways_random", "dyn_lth_s70"):
         assert set(rep["systems"][name]["wer"]) == {"en", "fr"}, name
         assert rep["systems"][name]["status"] == "ok", name
         assert f"`{name}`" in text
@@ -294,7 +295,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("trained already (skipped)") == 7
+    assert again.stdout.count("trained already (skipped)") == 10
     # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
     batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
                               "--decoder", "batched", "--decode_batch_size", "4"],
@@ -335,8 +336,8 @@ def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
                 f"[x] 1epoch results: [train] iter_time=0.1, total_count={50 * budget}, loss=1 [valid] loss=2\n")
         dirs.append(d)
     out = tmp_path / "sweep"
-    proc = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), "--out", str(out), "--langs",
-                           "fr", "nl", *map(str, dirs)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), *map(str, dirs), "--out", str(out),
+                           "--langs", "fr", "nl"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = [r.split("\t") for r in (out / "iou_vs_steps.tsv").read_text().splitlines()[1:]]
     assert [(r[3], r[6]) for r in rows] == [("50", "1.0000"), ("100", f"{masks(5).iou(masks(6)):.4f}")]
@@ -345,7 +346,7 @@ def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
     assert rep.returncode == 0, rep.stderr
     assert "## Mask IoU against monolingual training steps" in (root / "RESULTS.md").read_text()
     assert (root / "figures" / "iou_vs_steps.png").is_file()
-    bad = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), "--out", str(tmp_path / "x"),
-                          "--langs", "fr", "it", str(dirs[0])], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), str(dirs[0]), "--out",
+                          str(tmp_path / "x"), "--langs", "fr", "it"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "train_it/masks.pt: no such file" in bad.stderr
     assert not (tmp_path / "x").exists()
