@@ -350,3 +350,37 @@ def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
                           str(tmp_path / "x"), "--langs", "fr", "it"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "train_it/masks.pt: no such file" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
+    exp = tmp_path / "asr"
+    exp.mkdir()
+    (exp / "config.yaml").write_text("max_epoch: 2\n")
+    (exp / "train.log").write_text(
+        "[x] noise\n"
+        "[x] 1epoch results: [train] iter_time=0.1, loss=90.5, loss_transducer=60.1, train_time=1.2, time=600 seconds "
+        "[valid] loss=80.0, loss_transducer=50.0\n"
+        "[x] 2epoch results: [train] iter_time=0.1, loss=70.5, loss_transducer=40.1, train_time=1.1, time=590 seconds "
+        "[valid] loss=60.0, loss_transducer=30.0\n")
+    results(exp, {"en": 40.0})
+    torch.save({"w": torch.randn(3, 3), "n": torch.tensor(3)}, exp / "valid.loss.ave.pth")
+    out = tmp_path / "res"
+    cmd = [sys.executable, str(ROOT / "local" / "save_results.py")]
+    proc = subprocess.run(cmd + ["dense", "--exp", str(exp), "--out", str(out), "--model"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = (out / "training_curve.tsv").read_text().splitlines()
+    assert rows[1].split("\t") == ["1", "90.5", "60.1", "80.0", "50.0", "1.2"] and len(rows) == 3
+    sd = torch.load(out / "model_bf16.pth", weights_only=True)
+    assert sd["w"].dtype == torch.bfloat16 and sd["n"].dtype == torch.int64
+    assert (out / "results.json").is_file() and (out / "config.yaml").is_file()
+    root, dense = fixture_runs
+    assert report(root, dense, "en", "fr").returncode == 0
+    proc = subprocess.run(cmd + ["pathways", "--pw_dir", str(root), "--out", str(tmp_path / "pw")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pw" / "RESULTS.md").is_file() and (tmp_path / "pw" / "figures" / "iou_lth.png").is_file()
+    assert json.loads((tmp_path / "pw" / "seed0" / "lth" / "results.json").read_text())["sets"]["en_test"]["utts"]
+    bad = subprocess.run(cmd + ["dense", "--exp", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "no config.yaml" in bad.stderr and not (tmp_path / "o2").exists()

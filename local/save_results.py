@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Copy what a finished run should keep in git into results/: tables, json, figures, key log lines.
+
+    local/save_results.py dense --exp exp/asr_train_demo --out results/dense_cpu_v2 [--model]
+    local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
+
+``dense``: ``RESULTS.md`` and ``results.json`` of every decoding (stage 13 writes them into
+the experiment dir), ``config.yaml``, ``training_curve.tsv`` (per epoch: train and valid
+loss, loss_transducer, seconds, from ESPnet's "epoch results" lines) and those lines
+themselves (``train_log_epochs.txt``); with ``--model``, ``valid.loss.ave.pth`` as bfloat16
+(``model_bf16.pth``, what the plugin stages start from; refused above 10 MB).
+``pathways``: the report (``RESULTS.md``, ``report.json``, ``figures/``) and per seed and
+system ``system.json``, ``results.json`` (with the per-utterance error counts the bootstrap
+needs) and the epoch lines of every training log.  Never audio, checkpoints or optimizer
+state.  Errors: one line, exit status 1; files are written whole (temporary name, then
+renamed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+EPOCH = re.compile(r"(\d+)epoch results: \[train\] (.*?)\[valid\] (.*)")
+MAX_MODEL_BYTES = 10 * 1024 * 1024
+
+
+def field(text: str, name: str) -> str:
+    m = re.search(rf"\b{name}=([-0-9.e+]+)", text)
+    return m.group(1) if m else ""
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def epoch_lines(log: Path) -> list[str]:
+    if not log.is_file():
+        return []
+    return [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if EPOCH.search(line)]
+
+
+def curve(lines: list[str]) -> str:
+    rows = ["epoch\ttrain_loss\ttrain_loss_transducer\tvalid_loss\tvalid_loss_transducer\ttrain_seconds"]
+    for line in lines:
+        m = EPOCH.search(line)
+        tr, va = m.group(2), m.group(3)
+        rows.append("\t".join([m.group(1), field(tr, "loss"), field(tr, "loss_transducer"), field(va, "loss"),
+                               field(va, "loss_transducer"), field(tr, "train_time") or field(tr, "time")]))
+    return "\n".join(rows) + "\n"
+
+
+def save_dense(exp: Path, out: Path, model: bool) -> None:
+    if not (exp / "config.yaml").is_file():
+        raise ValueError(f"--exp {exp}: no config.yaml (not an ESPnet experiment dir)")
+    copy(exp / "config.yaml", out / "config.yaml")
+    lines = epoch_lines(exp / "train.log")
+    write(out / "train_log_epochs.txt", "\n".join(lines) + "\n")
+    write(out / "training_curve.tsv", curve(lines))
+    for res in sorted(exp.glob("RESULTS*.md")) + sorted(exp.glob("results*.json")):
+        copy(res, out / res.name)
+    if model:
+        import torch
+
+        src = exp / "valid.loss.ave.pth"
+        if not src.is_file():
+            raise ValueError(f"--model: {src}: no such file (training not finished)")
+        sd = torch.load(src, map_location="cpu", weights_only=True)
+        sd = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in sd.items()}
+        tmp = out / "model_bf16.pth.tmp"
+        torch.save(sd, tmp)
+        size = tmp.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            tmp.unlink()
+            raise ValueError(f"--model: {src} is {size} bytes in bf16, above the 10 MB the repository keeps")
+        os.replace(tmp, out / "model_bf16.pth")
+
+
+def save_pathways(pw: Path, out: Path) -> None:
+    if not (pw / "RESULTS.md").is_file():
+        raise ValueError(f"--pw_dir {pw}: no RESULTS.md (run stage 21 first)")
+    for name in ("RESULTS.md", "report.json"):
+        copy(pw / name, out / name)
+    if (pw / "figures").is_dir():
+        for f in sorted((pw / "figures").glob("*.png")):
+            copy(f, out / "figures" / f.name)
+    for sdir in sorted(pw.glob("seed*/*/")):
+        rel = sdir.relative_to(pw)
+        for name in ("system.json", "results.json", "RESULTS.md"):
+            if (sdir / name).is_file():
+                copy(sdir / name, out / rel / name)
+        for log in sorted(sdir.glob("train*/train.log")):
+            lines = epoch_lines(log)
+            if lines:
+                write(out / rel / log.parent.name / "train_log_epochs.txt", "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("dense")
+    d.add_argument("--exp", type=Path, required=True)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--model", action="store_true", help="also keep valid.loss.ave.pth as bfloat16")
+    w = sub.add_parser("pathways")
+    w.add_argument("--pw_dir", type=Path, required=True)
+    w.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        if args.what == "dense":
+            save_dense(args.exp, args.out, args.model)
+        else:
+            save_pathways(args.pw_dir, args.out)
+    except (ValueError, OSError) as e:
+        print(f"save_results.py: error: {e}", file=sys.stderr)
+        return 1
+    print(f"saved {args.what} results -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
