@@ -3,6 +3,7 @@
 
     local/save_results.py dense --exp exp/asr_train_demo --out results/dense_cpu_v2 [--model]
     local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
+    local/save_results.py restore --src results/dense_cpu_exp --exp exp/asr_cpu_exp   # the other way
 
 ``dense``: ``RESULTS.md`` and ``results.json`` of every decoding (stage 13 writes them into
 the experiment dir), ``config.yaml``, ``training_curve.tsv`` (per epoch: train and valid
@@ -12,7 +13,10 @@ themselves (``train_log_epochs.txt``); with ``--model``, ``valid.loss.ave.pth`` 
 ``pathways``: the report (``RESULTS.md``, ``report.json``, ``figures/``) and per seed and
 system ``system.json``, ``results.json`` (with the per-utterance error counts the bootstrap
 needs) and the epoch lines of every training log.  Never audio, checkpoints or optimizer
-state.  Errors: one line, exit status 1; files are written whole (temporary name, then
+state.  ``restore``: a saved dense model back into an experiment dir (``config.yaml`` and
+``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
+without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
+corpus).  Errors: one line, exit status 1; files are written whole (temporary name, then
 renamed).
 """
 from __future__ import annotations
@@ -108,6 +112,23 @@ def save_pathways(pw: Path, out: Path) -> None:
                 write(out / rel / log.parent.name / "train_log_epochs.txt", "\n".join(lines) + "\n")
 
 
+def restore(src: Path, exp: Path) -> None:
+    import torch
+
+    for name in ("config.yaml", "model_bf16.pth"):
+        if not (src / name).is_file():
+            raise ValueError(f"--src {src}: no {name}")
+    if (exp / "valid.loss.ave.pth").exists():
+        raise ValueError(f"--exp {exp}: valid.loss.ave.pth exists already (remove it to restore)")
+    sd = torch.load(src / "model_bf16.pth", map_location="cpu", weights_only=True)
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    exp.mkdir(parents=True, exist_ok=True)
+    copy(src / "config.yaml", exp / "config.yaml")
+    tmp = exp / "valid.loss.ave.pth.tmp"
+    torch.save(sd, tmp)
+    os.replace(tmp, exp / "valid.loss.ave.pth")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -118,12 +139,19 @@ def main(argv=None) -> int:
     w = sub.add_parser("pathways")
     w.add_argument("--pw_dir", type=Path, required=True)
     w.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("restore")
+    r.add_argument("--src", type=Path, required=True, help="a results dir written by 'dense --model'")
+    r.add_argument("--exp", type=Path, required=True, help="experiment dir to write")
     args = p.parse_args(argv)
     try:
         if args.what == "dense":
             save_dense(args.exp, args.out, args.model)
-        else:
+        elif args.what == "pathways":
             save_pathways(args.pw_dir, args.out)
+        else:
+            restore(args.src, args.exp)
+            print(f"restored {args.src} -> {args.exp}")
+            return 0
     except (ValueError, OSError) as e:
         print(f"save_results.py: error: {e}", file=sys.stderr)
         return 1

@@ -374,6 +374,14 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
     sd = torch.load(out / "model_bf16.pth", weights_only=True)
     assert sd["w"].dtype == torch.bfloat16 and sd["n"].dtype == torch.int64
     assert (out / "results.json").is_file() and (out / "config.yaml").is_file()
+    back = subprocess.run(cmd + ["restore", "--src", str(out), "--exp", str(tmp_path / "restored")],
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    sd2 = torch.load(tmp_path / "restored" / "valid.loss.ave.pth", weights_only=True)
+    assert sd2["w"].dtype == torch.float32 and torch.equal(sd2["w"], sd["w"].float())
+    again = subprocess.run(cmd + ["restore", "--src", str(out), "--exp", str(tmp_path / "restored")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "exists already" in again.stderr
     root, dense = fixture_runs
     assert report(root, dense, "en", "fr").returncode == 0
     proc = subprocess.run(cmd + ["pathways", "--pw_dir", str(root), "--out", str(tmp_path / "pw")],
