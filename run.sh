@@ -332,10 +332,15 @@ if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
     end_stage 12
 fi
 
-if run_stage 13 "score WER/CER per language -> $asr_exp/RESULTS.md"; then
+if run_stage 13 "score WER/CER per language -> $decode_dir/RESULTS.md"; then
     $python local/score.py --decode_dir "$decode_dir" --ref_dir "$dump/raw" \
-        --sets $test_sets --out "$asr_exp/RESULTS.md" \
+        --sets $test_sets --out "$decode_dir/RESULTS.md" \
         --title "$tag, $decode_mode decoding by $decoder_desc, $inference_model"
+    # The plugin stages' dense baseline is <exp>/results.json: the streaming scores (the mode
+    # the systems are compared in); another mode's scores stay in its decode dir only.
+    if [ "$decode_mode" = streaming ]; then
+        cp "$decode_dir/RESULTS.md" "$asr_exp/RESULTS.md"; cp "$decode_dir/results.json" "$asr_exp/results.json"
+    fi
     end_stage 13
 fi
 
