@@ -57,13 +57,24 @@ def epoch_lines(log: Path) -> list[str]:
     return [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if EPOCH.search(line)]
 
 
+def seconds(text: str) -> str:
+    """ESPnet's "time=1 hour, 2 minutes and 3.4 seconds" (train part of an epoch line) in seconds."""
+    m = re.search(r"\btime=((?:\d+ hours?,? )?(?:\d+ minutes? and )?[\d.]+ seconds)", text)
+    if not m:
+        return ""
+    total = 0.0
+    for value, unit in re.findall(r"([\d.]+) (hour|minute|second)", m.group(1)):
+        total += float(value) * {"hour": 3600, "minute": 60, "second": 1}[unit]
+    return f"{total:.1f}"
+
+
 def curve(lines: list[str]) -> str:
-    rows = ["epoch\ttrain_loss\ttrain_loss_transducer\tvalid_loss\tvalid_loss_transducer\ttrain_seconds"]
+    rows = ["epoch\ttrain_loss\ttrain_loss_transducer\tvalid_loss\tvalid_loss_transducer\tepoch_seconds\tsteps"]
     for line in lines:
         m = EPOCH.search(line)
         tr, va = m.group(2), m.group(3)
         rows.append("\t".join([m.group(1), field(tr, "loss"), field(tr, "loss_transducer"), field(va, "loss"),
-                               field(va, "loss_transducer"), field(tr, "train_time") or field(tr, "time")]))
+                               field(va, "loss_transducer"), seconds(tr), field(tr, "total_count")]))
     return "\n".join(rows) + "\n"
 
 

@@ -358,7 +358,7 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
     (exp / "config.yaml").write_text("max_epoch: 2\n")
     (exp / "train.log").write_text(
         "[x] noise\n"
-        "[x] 1epoch results: [train] iter_time=0.1, loss=90.5, loss_transducer=60.1, train_time=1.2, time=600 seconds "
+        "[x] 1epoch results: [train] iter_time=0.1, loss=90.5, loss_transducer=60.1, train_time=1.2, time=10 minutes and 0.0 seconds "
         "[valid] loss=80.0, loss_transducer=50.0\n"
         "[x] 2epoch results: [train] iter_time=0.1, loss=70.5, loss_transducer=40.1, train_time=1.1, time=590 seconds "
         "[valid] loss=60.0, loss_transducer=30.0\n")
@@ -370,7 +370,7 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = (out / "training_curve.tsv").read_text().splitlines()
-    assert rows[1].split("\t") == ["1", "90.5", "60.1", "80.0", "50.0", "1.2"] and len(rows) == 3
+    assert rows[1].split("\t") == ["1", "90.5", "60.1", "80.0", "50.0", "600.0", ""] and len(rows) == 3
     sd = torch.load(out / "model_bf16.pth", weights_only=True)
     assert sd["w"].dtype == torch.bfloat16 and sd["n"].dtype == torch.int64
     assert (out / "results.json").is_file() and (out / "config.yaml").is_file()
