@@ -241,6 +241,11 @@ def test_help_lists_plugin_stages_and_options():
     (["--init_sparsities", "0.5"], "--init_sparsities takes percentages"),
     (["--prune_interval", "x"], "--prune_interval must be a non-negative integer"),
     (["--decoder", "fast"], "--decoder must be espnet or batched"),
+    (["--seeds", "0 x"], "--seeds takes non-negative integers, got 'x'"),
+    (["--seeds", "1 0 1"], "--seeds: a seed is given twice"),
+    (["--seeds", " "], "--seeds needs at least one integer seed"),
+    (["--scratch_epochs", "two"], "--scratch_epochs must be a non-negative integer"),
+    (["--small_config", "nope.yaml"], "--small_config nope.yaml: no such file"),
 ])
 def test_bad_plugin_options_fail_before_any_stage(args, message):
     out = subprocess.run(["bash", str(ROOT / "run.sh"), *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
