@@ -165,6 +165,13 @@ def _check_scope(scope: str) -> None:
         raise ValueError(f"scope must be 'tensor' or 'global', got {scope!r}")
 
 
+def _keep_counts(weights: Mapping[str, Tensor], sparsity: float, scope: str) -> dict[str, int] | int:
+    """Elements kept at ``sparsity``: per tensor (a dict) or over all tensors together (an int)."""
+    if scope == "tensor":
+        return {n: round((1.0 - sparsity) * t.numel()) for n, t in weights.items()}
+    return round((1.0 - sparsity) * sum(t.numel() for t in weights.values()))
+
+
 def magnitude_prune(
     weights: nn.Module | Mapping[str, Tensor],
     sparsity: float,
@@ -195,11 +202,7 @@ def magnitude_prune(
     w = _weights(weights, names)
     if not w:
         raise ValueError("magnitude_prune: no tensors to prune (pass names=...)")
-    if scope == "tensor":
-        keep: dict[str, int] | int = {n: round((1.0 - s) * t.numel()) for n, t in w.items()}
-    else:
-        keep = round((1.0 - s) * sum(t.numel() for t in w.values()))
-    return _select(w, keep, candidates)
+    return _select(w, _keep_counts(w, s, scope), candidates)
 
 
 def random_prune(
@@ -225,11 +228,7 @@ def random_prune(
     if not w:
         raise ValueError("random_prune: no tensors to prune (pass names=...)")
     scores = {n: torch.rand(t.shape, generator=generator, dtype=torch.float32).to(t.device) for n, t in w.items()}
-    if scope == "tensor":
-        keep: dict[str, int] | int = {n: round((1.0 - s) * t.numel()) for n, t in w.items()}
-    else:
-        keep = round((1.0 - s) * sum(t.numel() for t in w.values()))
-    return _select(scores, keep, None)
+    return _select(scores, _keep_counts(w, s, scope), None)
 
 
 def rerank(

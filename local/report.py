@@ -175,25 +175,21 @@ class System:
         langs = langs or self.langs
         return {k: sum(self.runs[k][metric][lang] for lang in langs) / len(langs) for k in self.done(langs)}
 
-    def cell(self, metric, lang) -> tuple[float | None, str]:
-        v = self.values(metric, lang)
-        if not v:
+    def _summary(self, values: list[float]) -> tuple[float | None, str]:
+        """Mean and its table text: "m ± sd", with "(k/N seeds)" when seeds are missing."""
+        if not values:
             return None, "–"
-        m, sd = mean_sd(v)
+        m, sd = mean_sd(values)
         text = f"{m:.2f}" if len(self.seeds) == 1 or self.name == "dense" else f"{m:.2f} ± {sd:.2f}"
-        if self.name != "dense" and len(v) < len(self.seeds):
-            text += f" ({len(v)}/{len(self.seeds)} seeds)"
+        if self.name != "dense" and len(values) < len(self.seeds):
+            text += f" ({len(values)}/{len(self.seeds)} seeds)"
         return m, text
 
+    def cell(self, metric, lang) -> tuple[float | None, str]:
+        return self._summary(self.values(metric, lang))
+
     def avg_cell(self, metric, langs=None) -> tuple[float | None, str]:
-        per = self.avg_per_seed(metric, langs)
-        if not per:
-            return None, "–"
-        m, sd = mean_sd(list(per.values()))
-        text = f"{m:.2f}" if len(self.seeds) == 1 or self.name == "dense" else f"{m:.2f} ± {sd:.2f}"
-        if self.name != "dense" and len(per) < len(self.seeds):
-            text += f" ({len(per)}/{len(self.seeds)} seeds)"
-        return m, text
+        return self._summary(list(self.avg_per_seed(metric, langs).values()))
 
     def status(self) -> str:
         st = {k: self.runs[k]["status"] for k in self.seeds}
