@@ -30,6 +30,7 @@ characters from its text and utterance normalisation (the header says which).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import tempfile
@@ -168,20 +169,25 @@ class Run:
         self.epochs += 1.0 / len(self.batches)
         return keys
 
-    def step(self) -> None:
+    def step(self, part=lambda name: contextlib.nullcontext()) -> None:
+        """One training step; ``part(name)`` wraps its forward, backward and optimizer parts
+        (the profiler's ``record_function``)."""
         import torch
 
         keys = self.next_batch()
         batch = collate(self.train, keys)
         t0 = time.perf_counter()
         self.model.train()
-        loss, _, _ = self.model(**batch)
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optim.step()
-        if self.sched is not None:
-            self.sched.step()
+        with part("forward (all)"):
+            loss, _, _ = self.model(**batch)
+        with part("backward (all)"):
+            self.optim.zero_grad(set_to_none=True)
+            loss.backward()
+        with part("clipping + optimizer"):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optim.step()
+            if self.sched is not None:
+                self.sched.step()
         self.wall += time.perf_counter() - t0
         self.audio += float(batch["speech_lengths"].sum()) / 16000.0
         self.steps += 1
@@ -238,17 +244,7 @@ def profile_table(run: Run, steps: int) -> str:
         setattr(model, meth, wrap)
 
     def step():
-        keys = run.next_batch()
-        batch = collate(run.train, keys)
-        model.train()
-        with record_function("P:forward (all)"):
-            loss, _, _ = model(**batch)
-        with record_function("P:backward (all)"):
-            run.optim.zero_grad(set_to_none=True)
-            loss.backward()
-        with record_function("P:clipping + optimizer"):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
-            run.optim.step()
+        run.step(lambda name: record_function("P:" + name))
 
     step()  # warm-up
     t0 = time.perf_counter()
