@@ -29,16 +29,23 @@ def read_text(path: Path) -> dict[str, str]:
     return out
 
 
-def counts(refs: list[str], hyps: list[str], unit: str) -> dict:
-    """Edit-distance counts over a set, as ESPnet's sclite-style tables report them."""
+def counts(refs: list[str], hyps: list[str], unit: str) -> tuple[dict, list[tuple[int, int]]]:
+    """Edit-distance counts over a set, as ESPnet's sclite-style tables report them, and per
+    utterance (errors, reference length) from the same alignment (the report's bootstrap)."""
     process = jiwer.process_words if unit == "word" else jiwer.process_characters
     if unit == "char":  # ESPnet scores characters with spaces as tokens
         refs = [r.replace(" ", "_") for r in refs]
         hyps = [h.replace(" ", "_") for h in hyps]
+    size = (lambda t: len(t.split())) if unit == "word" else len
     # jiwer rejects empty references; such utterances only add insertions.
     keep = [i for i, r in enumerate(refs) if r.strip()]
     out = process([refs[i] for i in keep], [hyps[i] for i in keep])
-    ins_extra = sum(len(hyps[i].split() if unit == "word" else hyps[i]) for i in range(len(refs)) if i not in keep)
+    per_utt = [(size(h), 0) for h in hyps]
+    for i, chunks in zip(keep, out.alignments):
+        err = sum((c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert" else (c.ref_end_idx - c.ref_start_idx)
+                  for c in chunks if c.type != "equal")
+        per_utt[i] = (err, size(refs[i]))
+    ins_extra = sum(per_utt[i][0] for i in range(len(refs)) if i not in keep)
     n_ref = out.hits + out.substitutions + out.deletions
     sent_err = sum(1 for r, h in zip(refs, hyps) if r != h)
     ins = out.insertions + ins_extra
@@ -49,22 +56,7 @@ def counts(refs: list[str], hyps: list[str], unit: str) -> dict:
         "del": pct(out.deletions), "ins": pct(ins), "err": pct(err),
         "s_err": round(100.0 * sent_err / max(len(refs), 1), 2),
         "errors": err,
-    }
-
-
-def per_utterance(refs: list[str], hyps: list[str], unit: str) -> list[tuple[int, int]]:
-    """(errors, reference length) per utterance, for the paired bootstrap of the report."""
-    out = []
-    for r, h in zip(refs, hyps):
-        if unit == "char":
-            r, h = r.replace(" ", "_"), h.replace(" ", "_")
-        n = len(r.split()) if unit == "word" else len(r)
-        if not r.strip():
-            out.append((len(h.split()) if unit == "word" else len(h), 0))
-            continue
-        o = (jiwer.process_words if unit == "word" else jiwer.process_characters)(r, h)
-        out.append((o.substitutions + o.deletions + o.insertions, n))
-    return out
+    }, per_utt
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
@@ -110,10 +102,10 @@ def main() -> None:
             print(f"  {s}: {len(missing)} utterances without hypothesis, scored as deletions", file=sys.stderr)
         keys = sorted(refs)
         r, h = [refs[k] for k in keys], [hyps.get(k, "") for k in keys]
-        results[s] = {"wer": counts(r, h, "word"), "cer": counts(r, h, "char"), "missing": len(missing)}
-        # Per utterance: [word errors, words, char errors, chars] (local/report.py's bootstrap).
-        wu, cu = per_utterance(r, h, "word"), per_utterance(r, h, "char")
-        results[s]["utts"] = {k: [*w, *c] for k, w, c in zip(keys, wu, cu)}
+        (wer, wu), (cer, cu) = counts(r, h, "word"), counts(r, h, "char")
+        results[s] = {"wer": wer, "cer": cer, "missing": len(missing),
+                      # Per utterance: [word errors, words, char errors, chars] (local/report.py's bootstrap).
+                      "utts": {k: [*w, *c] for k, w, c in zip(keys, wu, cu)}}
         print(f"  {s}: {len(keys)} utterances, WER {results[s]['wer']['err']:.1f}%, CER {results[s]['cer']['err']:.1f}%")
 
     langs = [s.split("_", 1)[0] for s in args.sets]
