@@ -1,4 +1,4 @@
-"""When to prune, re-rank and rewind: the per-mode rules, driven by optimizer steps.
+"""The machinery every pathway mode shares: config, step count, hooks, state, DDP checks.
 
 One :class:`PathwaysController` per training run holds the masks (a
 :class:`~espnet_pathways.masks.PathwayMasks`, language -> mask), the global step t (the
@@ -17,62 +17,22 @@ r_l -- weight and optimizer state -- bit-identical).  Validation and export use 
 m_l.  Prunable tensors: ``prunable`` (default: linear weights of encoder, predictor and
 joiner); everything else is shared, always trainable.
 
-Modes and the exact rule each implements (key: ``pathways.<key>`` in the YAML)
---------------------------------------------------------------------------
+Modes
+-----
+Each mode's exact rule (its regions and its events) is a small class in
+:mod:`espnet_pathways.modes` (``imp``, ``lth``, ``lap``: :mod:`~espnet_pathways.modes.prune`;
+``pathways``; ``adaptive``; ``dynamic_pathways``: :mod:`~espnet_pathways.modes.dynamic`),
+whose docstring states it.  This module holds what every mode shares: the config, the
+step count, the optimizer hooks, checkpoint state, DDP agreement and ``masks.pt``.
+
 Schedule: s(t) = ``schedule`` at round k = ⌊t / T⌋, T = ``prune_interval``; ``cubic``:
 s_k = s_f + (s_0 − s_f)(1 − k/N)³, N = ``num_rounds``; ``fixed_fraction``: s_k =
 min(s_f, 1 − (1 − s_0)(1 − p)^k), p = ``fraction``; s_f = ``final_sparsity``, s_0 =
 ``initial_sparsity`` (default: the sparsity of ``init_masks``, else 0).  Prune events at
 t = T, 2T, ..., N·T.  "Keep the top |θ|" keeps round((1 − s)·n) per tensor
 (``scope: tensor``) or over all prunable tensors (``scope: global``), ties to the lower
-index.
-
-* ``imp`` -- one language (``languages: [l]``; batches of other languages are an error).
-  Start: m = ``init_masks``[l] or top-|θ| at s_0; θ ← θ ⊙ m.  Region r = m.  At each prune
-  event: m ← top-|θ| at s(t) *inside m* (a pruned weight never returns); θ ← θ ⊙ m;
-  training continues from the trained weights.
-* ``lth`` -- ``imp`` plus rewinding: after each prune θ ← θ₀ ⊙ m for every parameter
-  (``rewind_unmasked: false``: only the masked tensors), θ₀ = ``rewind_to`` (a state-dict
-  file) or the weights at the first step (after ``--init_param``; kept in
-  ``<output_dir>/pathways_theta0.pth`` for ``--resume``); the optimizer state is cleared
-  (``reset_optimizer_on_rewind``).
-* ``lap`` -- ``imp`` on all ``languages`` with one mask shared by every language;
-  batches may mix languages (``batches: mixed``, ESPnet's own sampler) or not
-  (``batches: monolingual``).  Also takes ``rewind``.
-* ``pathways`` -- fixed masks m_l for every language from ``init_masks`` (e.g. merged
-  per-language ``imp``/``lth`` runs).  Start: θ ← θ ⊙ ∪_l m_l.  A batch of l: r_l = m_l.
-  No events.  Weights in several masks receive updates from each of those languages.
-* ``adaptive`` -- one language, soft pruning.  Start: m = ``init_masks``[l] or top-|θ|
-  at s_0; θ ← θ ⊙ m.  Training region: everything (pruned weights are zero but keep
-  training and can grow); validation uses θ ⊙ m.  At each prune event t = kT:
-  m ← top-|θ| at s(t) over the whole tensor, θ ← θ ⊙ m (with ``rewind: true``,
-  θ ← θ₀ ⊙ m: adaptive LTH).  Every n = ``rerank_interval`` steps in between (t % n = 0,
-  not a prune step, t < N·T): m ← top-|θ| at m's current kept count over the whole
-  tensor, θ ← θ ⊙ m.  From t = N·T on the mask is fixed and r = m (fine-tuning at the
-  target), unless ``rerank_after_final: true`` (soft pruning and re-ranking go on).
-  Requires n < T.
-* ``dynamic_pathways`` -- all ``languages``, masks m_z from ``init_masks`` (LAP, LTH or IMP
-  masks at a lower sparsity), each language's schedule starting at its mask's sparsity.
-  Start: θ ← θ ⊙ ∪_l m_l (the free pool starts at zero).  A batch of z trains
-  r_z = c_z = m_z ∪ f_z, f_z = ¬ ∪_{l≠z} m_l (weights no other language uses: free-pool
-  weights grow from zero, possibly for several languages until the next event).  Every n
-  steps (not a prune step, t < N·T): for each language z in turn -- the order rotates by
-  one language per event so that no language always chooses first -- m_z ← top-|θ| inside
-  c_z (computed from the masks as updated so far in this event) at m_z's kept count.
-  Every T steps: the same, with top-|θ| inside c_z at s_z(t).  After every event: θ ←
-  θ ⊙ ∪_l m_l (soft: the free pool goes back to zero and stays trainable).  Because c_z
-  excludes every weight another language holds and m_z is re-ranked before the next
-  language looks, no re-rank takes a weight that only other languages use, and a weight
-  freed by one language can be claimed by a later one in the same event.  From N·T on
-  the masks are fixed and r_z = m_z (ASR Pathways fine-tuning), unless
-  ``rerank_after_final``.
-
-Why these details (the poster is terse): the free pool is zeroed after every event, not
-only every T steps, so that no language ever computes with a value that another language
-left in a weight nobody holds; the language order rotates so that no language always
-claims freed weights first; the masks freeze at N·T so that the last epochs (the ones
-n-best averaging picks) and the export share one mask.  Pick N·T no larger than the
-run's number of optimizer steps, or the target is not reached.
+index.  Pick N·T no larger than the run's number of optimizer steps, or the target is
+not reached.
 
 Other keys: ``init_masks`` (a masks file, a pathways run's output dir or its
 ``checkpoint.pth``; must cover exactly the ``prunable`` tensors and every language),
@@ -115,35 +75,28 @@ import torch
 from torch import nn
 
 from espnet_pathways.masks import DEFAULT_PREFIXES, MaskSet, PathwayMasks, prunable_names
+from espnet_pathways.modes import MODES, ModeRule, PathwaysError
+from espnet_pathways.modes.base import fmt_sparsity
 from espnet_pathways.optim import PathwayGuard
 from espnet_pathways.pruning import (
     AdaptiveSchedule,
     CubicSchedule,
     FixedFractionSchedule,
     check_sparsity,
-    magnitude_prune,
-    rerank,
     rewind_,
 )
 from espnet_pathways.swap import InPlaceMasker
 
+__all__ = ["MODES", "PathwaysConfig", "PathwaysController", "PathwaysError", "ModeRule"]
+
 log = logging.getLogger(__name__)
 
-MODES = ("imp", "lth", "lap", "pathways", "adaptive", "dynamic_pathways")
-MONOLINGUAL_MODES = ("imp", "lth", "adaptive")
-SCHEDULED_MODES = ("imp", "lth", "lap", "adaptive", "dynamic_pathways")
-ADAPTIVE_MODES = ("adaptive", "dynamic_pathways")
-MASKS_REQUIRED = ("pathways", "dynamic_pathways")
 STATE_KEY = "espnet_pathways"
 STATE_FORMAT = "espnet_pathways.controller"
 STATE_VERSION = 1
 THETA0_FILE = "pathways_theta0.pth"
 MASKS_FILE = "masks.pt"
 _RESERVED_LANGS = ("transducer", "aux_ctc", "aux_lm")  # would collide with ESPnet's loss_* stats
-
-
-class PathwaysError(ValueError):
-    """A bad option, file or batch: the entry points print it as one line and exit 1."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,10 +148,16 @@ class PathwaysConfig:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def rule(self) -> type[ModeRule]:
+        """The mode's rule class."""
+        return MODES[self.mode]
+
     def _check(self, given: set[str]) -> None:
         mode = self.mode
-        if mode not in MODES:
+        if not isinstance(mode, str) or mode not in MODES:
             raise PathwaysError(f"pathways.mode: {mode!r} is not one of {', '.join(MODES)}")
+        rule = self.rule
         if self.languages is not None:
             if isinstance(self.languages, str):
                 self.languages = self.languages.split()
@@ -211,7 +170,7 @@ class PathwaysConfig:
                 raise PathwaysError(f"pathways.languages: duplicate entries in {self.languages}")
             for lang in self.languages:
                 check_language_code(lang, "pathways.languages")
-            if mode in MONOLINGUAL_MODES and len(self.languages) != 1:
+            if rule.monolingual and len(self.languages) != 1:
                 raise PathwaysError(f"pathways.languages: mode {mode} trains one language, got {self.languages}")
 
         def unused(keys: Iterable[str]) -> None:
@@ -219,9 +178,9 @@ class PathwaysConfig:
                 if k in given:
                     raise PathwaysError(f"pathways.{k}: not used by mode {mode}")
 
-        if mode in MASKS_REQUIRED and not self.init_masks:
+        if rule.needs_init_masks and not self.init_masks:
             raise PathwaysError(f"pathways.init_masks: mode {mode} needs a masks file (e.g. merged imp/lth runs, or a lap run)")
-        if mode in SCHEDULED_MODES:
+        if rule.scheduled:
             for k in ("final_sparsity", "prune_interval"):
                 if getattr(self, k) is None:
                     raise PathwaysError(f"pathways.{k}: required by mode {mode}")
@@ -251,7 +210,7 @@ class PathwaysConfig:
                 raise PathwaysError(f"pathways.scope: {self.scope!r} is not tensor or global")
         else:
             unused(["final_sparsity", "initial_sparsity", "schedule", "prune_interval", "num_rounds", "fraction", "scope"])
-        if mode in ADAPTIVE_MODES:
+        if rule.soft:
             if self.rerank_interval is None:
                 raise PathwaysError(f"pathways.rerank_interval: required by mode {mode}")
             _positive("rerank_interval", self.rerank_interval)
@@ -262,21 +221,21 @@ class PathwaysConfig:
                 )
         else:
             unused(["rerank_interval", "rerank_after_final"])
-        if mode in ("pathways", "dynamic_pathways"):
+        if rule.rewind == "never":
             unused(["rewind", "rewind_to", "rewind_unmasked", "reset_optimizer_on_rewind"])
             self.rewind = False
         else:
             if self.rewind is None:
-                self.rewind = mode == "lth"
-            if mode == "lth" and not self.rewind:
-                raise PathwaysError("pathways.rewind: mode lth always rewinds (use mode imp)")
+                self.rewind = rule.rewind == "always"
+            if rule.rewind == "always" and not self.rewind:
+                raise PathwaysError(f"pathways.rewind: mode {mode} always rewinds (use mode imp)")
             if not self.rewind:
                 unused(["rewind_to", "rewind_unmasked", "reset_optimizer_on_rewind"])
         if self.batches is None:
-            self.batches = "mixed" if mode == "lap" else "monolingual"
+            self.batches = "mixed" if rule.mixed_batches else "monolingual"
         if self.batches not in ("monolingual", "mixed"):
             raise PathwaysError(f"pathways.batches: {self.batches!r} is not monolingual or mixed")
-        if self.batches == "mixed" and mode != "lap":
+        if self.batches == "mixed" and not rule.mixed_batches:
             raise PathwaysError(f"pathways.batches: mode {mode} needs monolingual batches")
         if self.policy not in ("round_robin", "proportional", "temperature"):
             raise PathwaysError(f"pathways.policy: {self.policy!r} is not round_robin, proportional or temperature")
@@ -287,6 +246,7 @@ class PathwaysConfig:
         bad = [k for k in self.prunable if k not in ("kinds", "prefixes", "include", "exclude")]
         if bad:
             raise PathwaysError(f"pathways.prunable.{bad[0]}: unknown option (known: kinds, prefixes, include, exclude)")
+        rule.check_config(self, given)
 
     def prunable_kwargs(self) -> dict[str, Any]:
         p = dict(self.prunable)
@@ -381,7 +341,8 @@ def save_masks_atomic(masks: PathwayMasks, path: str | Path) -> None:
 # controller
 # ---------------------------------------------------------------------------------------
 class PathwaysController:
-    """Masks, step count and events of one run; see the module docstring for the rules.
+    """Masks, step count and events of one run; its mode's rule (``rule``) decides the
+    regions and the events (see :mod:`espnet_pathways.modes`).
 
     ``model``: the masked model (any ``nn.Module``; :class:`PathwayTransducerModel` calls
     :meth:`begin_batch` from its ``forward``).  ``languages``: this run's languages (the
@@ -404,12 +365,13 @@ class PathwaysController:
         self.model = model
         self.config = cfg = config
         self.mode = cfg.mode
+        self.rule: ModeRule = cfg.rule(self)
         self.languages = list(languages)
         if not self.languages:
             raise PathwaysError("pathways.languages: no languages")
         for lang in self.languages:
             check_language_code(lang, "pathways.languages")
-        if cfg.mode in MONOLINGUAL_MODES and len(self.languages) != 1:
+        if self.rule.monolingual and len(self.languages) != 1:
             raise PathwaysError(
                 f"pathways.languages: mode {cfg.mode} trains one language; the data has "
                 f"{', '.join(self.languages)} -- set pathways.languages"
@@ -428,7 +390,7 @@ class PathwaysController:
         self._first_param = trainable[0] if trainable else next(iter(self.masker.params.values()))
         self.device = next(iter(self.masker.params.values())).device
         self.init_masks = self._check_init_masks(init_masks) if init_masks is not None else None
-        if cfg.mode in MASKS_REQUIRED and self.init_masks is None:
+        if self.rule.needs_init_masks and self.init_masks is None:
             raise PathwaysError(f"pathways.init_masks: mode {cfg.mode} needs masks")
 
         self.step = 0
@@ -440,7 +402,6 @@ class PathwaysController:
         self.guard: PathwayGuard | None = None
         self._pending: list[tuple[Hashable, MaskSet | None]] = []
         self._full: dict[str, bool] = {}
-        self._cand: tuple[Hashable, MaskSet] | None = None
         self._theta0: dict[str, torch.Tensor] | None = None
         self._handles: list = []
         self._events = 0
@@ -464,7 +425,7 @@ class PathwaysController:
         except ValueError as e:
             raise PathwaysError(f"{opt}: {e}") from None
         need = self.languages
-        if self.mode == "lap" and len(masks) == 1:
+        if self.rule.shared_mask and len(masks) == 1:
             only = masks[masks.languages[0]]
             chosen = {lang: only for lang in need}
         else:
@@ -472,11 +433,11 @@ class PathwaysController:
             if missing:
                 raise PathwaysError(f"{opt}: no mask for language {missing[0]!r} (the file has {', '.join(masks.languages)})")
             chosen = {lang: masks[lang] for lang in need}
-            if self.mode == "lap":
+            if self.rule.shared_mask:
                 first = chosen[need[0]]
                 for lang in need[1:]:
                     if chosen[lang] != first:
-                        raise PathwaysError(f"{opt}: mode lap needs one shared mask, but {lang!r} differs from {need[0]!r}")
+                        raise PathwaysError(f"{opt}: mode {self.mode} needs one shared mask, but {lang!r} differs from {need[0]!r}")
                 chosen = {lang: first for lang in need}
         # the model's parameter order and device
         out = {}
@@ -523,14 +484,14 @@ class PathwaysController:
                 sch = CubicSchedule(cfg.final_sparsity, interval=cfg.prune_interval, num_rounds=cfg.num_rounds, initial_sparsity=s0)
             else:
                 sch = FixedFractionSchedule(cfg.final_sparsity, fraction=cfg.fraction, interval=cfg.prune_interval, initial_sparsity=s0)
-            if self.mode in ADAPTIVE_MODES:
+            if self.rule.soft:
                 return AdaptiveSchedule(sch, cfg.rerank_interval)
         except ValueError as e:
             raise PathwaysError(f"pathways: {e}") from None
         return sch
 
     def _make_schedules(self) -> None:
-        if self.mode not in SCHEDULED_MODES:
+        if not self.rule.scheduled:
             return
         for lang in self.languages:
             init = 0.0
@@ -553,7 +514,7 @@ class PathwaysController:
 
     def soft(self) -> bool:
         """True while adaptive/dynamic training regions extend beyond the masks."""
-        return self.mode in ADAPTIVE_MODES and (self.config.rerank_after_final or self.step < self.last_event_step)
+        return self.rule.soft and (self.config.rerank_after_final or self.step < self.last_event_step)
 
     # -- start ------------------------------------------------------------------------
     @torch.no_grad()
@@ -561,28 +522,25 @@ class PathwaysController:
         """Initial masks and weights; runs once, at the first batch (after ``--init_param``)."""
         if self.started:
             return
-        model, cfg = self.model, self.config
         self.masker.release()
-        if cfg.rewind:
+        if self.config.rewind:
             self._snapshot_theta0()
-        if self.init_masks is not None:
-            masks = PathwayMasks(dict(self.init_masks.items()), self.init_masks.history)
-        else:
-            lang0 = self.languages[0]
-            s0 = self._sparsity_at(lang0, 0)
-            m = magnitude_prune(model, s0, names=self.names, scope=cfg.scope).masks
-            masks = PathwayMasks({lang: m for lang in self.languages})
-        self.masks = masks
-        union = masks.union()
-        union.apply_(model)  # imp/lth/lap/adaptive: θ ⊙ m; pathways/dynamic: θ ⊙ ∪ m_l
+        self.masks = masks = self.rule.initial_masks()
+        masks.union().apply_(self.model)  # imp/lth/lap/adaptive: θ ⊙ m; pathways/dynamic: θ ⊙ ∪ m_l
         self.started = True
         self.masks.record(step=self.step, event="start", mode=self.mode, sparsity=self.masks.sparsity())
         self._masks_changed()
         self._check_ranks("start")
-        log.info("pathways: %s started, sparsity %s", self.mode, _fmt(self.masks.sparsity()))
+        log.info("pathways: %s started, sparsity %s", self.mode, fmt_sparsity(self.masks.sparsity()))
 
-    def _sparsity_at(self, lang: str, step: int) -> float:
+    def sparsity_at(self, lang: str, step: int) -> float:
+        """Language ``lang``'s scheduled sparsity at step ``step``."""
         return self.schedules[lang].sparsity_at(step)
+
+    @property
+    def events(self) -> int:
+        """How many events (prunes and re-ranks) have run."""
+        return self._events
 
     def _snapshot_theta0(self) -> None:
         cfg = self.config
@@ -622,7 +580,6 @@ class PathwaysController:
     def _masks_changed(self) -> None:
         self.masker.release()
         self.version += 1
-        self._cand = None
         self._full = {}
         for lang in self.languages:
             ms = self.masks[lang]
@@ -632,18 +589,13 @@ class PathwaysController:
 
     def region(self, lang: str | None, training: bool) -> tuple[Hashable, MaskSet | None]:
         """(key, region) a batch of ``lang`` computes with (``None`` region: θ itself)."""
-        mode, v = self.mode, self.version
+        v = self.version
         if lang is None:  # mixed batch: lap only
             lang = self.languages[0]
         if training and self.soft():
-            if mode == "adaptive":
-                return ("dense", v), None
-            key = ("candidates", lang, v)
-            if self._cand is None or self._cand[0] != key:
-                self._cand = (key, self.masks.candidates(lang))
-            return self._cand
-        if mode in ("imp", "lth", "lap"):
-            lang = self.languages[0]  # one shared mask
+            return self.rule.soft_region(lang)
+        if self.rule.shared_mask:
+            lang = self.languages[0]
         if self._full.get(lang):
             return ("dense", v), None
         return ("mask", lang, v), self.masks[lang]
@@ -652,7 +604,7 @@ class PathwaysController:
     def batch_language(self, utt_ids: Sequence[str] | None) -> str | None:
         """The batch's language (``None``: mixed, allowed by ``lap`` only); bad batches raise."""
         if utt_ids is None:
-            if self.mode in ("pathways", "dynamic_pathways"):
+            if self.rule.needs_batch_language:
                 raise PathwaysError(f"forward: the batch has no utt_id; mode {self.mode} needs each batch's language")
             return None if len(self.languages) > 1 else self.languages[0]
         by_lang: dict[str, list[str]] = {}
@@ -666,7 +618,7 @@ class PathwaysController:
                 f"this run's languages: {', '.join(self.languages)})"
             )
         if len(by_lang) > 1:
-            if self.config.batches == "mixed":
+            if self.config.batches == "mixed":  # checked: the mode allows mixed batches
                 return None
             parts = "; ".join(f"{lang}: {_few(us)}" for lang, us in by_lang.items())
             raise PathwaysError(f"mixed-language batch ({parts}); mode {self.mode} needs monolingual batches")
@@ -739,43 +691,17 @@ class PathwaysController:
 
     # -- events -----------------------------------------------------------------------
     def _run_events(self, t: int) -> None:
-        mode = self.mode
-        if mode == "pathways":
+        event = self.rule.event_at(t)
+        if event is None:
             return
-        sch = self.schedules[self.languages[0]]
-        if mode in ("imp", "lth", "lap"):
-            if sch.is_prune_step(t):
-                self._prune_fixed(t)
-            return
-        if sch.is_prune_step(t):
-            self._adaptive_event(t, prune=True)
-        elif sch.is_rerank_step(t) and (self.config.rerank_after_final or t < self.last_event_step):
-            self._adaptive_event(t, prune=False)
-
-    @torch.no_grad()
-    def _prune_fixed(self, t: int) -> None:
         self.masker.release()
-        cfg, lang0 = self.config, self.languages[0]
-        old = self.masks[lang0]
-        s = self._sparsity_at(lang0, t)
-        res = magnitude_prune(self.model, s, names=self.names, scope=cfg.scope, candidates=old)
-        new = res.masks
-        if cfg.rewind:
-            self._rewind(new)
-        else:
-            new.apply_(self.model)
-        for lang in self.languages:
-            self.masks[lang] = new
-        self.masks.record(
-            step=t, event="prune", language=",".join(self.languages), sparsity=new.sparsity(), target=s,
-            rule=f"magnitude/{cfg.scope}", rewind=bool(cfg.rewind), shortfall=len(res.shortfall),
-        )
+        self.rule.run_event(t, event)
+        self._events += 1
         self._masks_changed()
         self._check_ranks(f"step {t}")
-        log.info("pathways: step %d %s prune to %.4f (achieved %.4f)%s", t, self.mode, s, new.sparsity(),
-                 ", rewound to θ₀" if cfg.rewind else "")
 
-    def _rewind(self, masks: MaskSet) -> None:
+    def rewind(self, masks: MaskSet) -> None:
+        """θ ← θ₀ ⊙ ``masks`` (``rewind_unmasked``: every parameter to θ₀); clear the optimizer state if configured."""
         theta0 = self._load_theta0()
         try:
             rewind_(self.model, theta0, masks, rewind_unmasked=self.config.rewind_unmasked)
@@ -783,47 +709,6 @@ class PathwaysController:
             raise PathwaysError(f"pathways.rewind_to: {e}") from None
         if self.config.reset_optimizer_on_rewind and self.optimizer is not None:
             self.optimizer.state.clear()
-
-    @torch.no_grad()
-    def _adaptive_event(self, t: int, *, prune: bool) -> None:
-        self.masker.release()
-        cfg, model = self.config, self.model
-        kind = "prune" if prune else "rerank"
-        if self.mode == "adaptive":
-            lang = self.languages[0]
-            old = self.masks[lang]
-            if prune:
-                s = self._sparsity_at(lang, t)
-                new = magnitude_prune(model, s, names=self.names, scope=cfg.scope).masks
-            else:
-                new = rerank(model, old, scope=cfg.scope).masks
-            if prune and cfg.rewind:
-                self._rewind(new)
-            else:
-                new.apply_(model)
-            self.masks[lang] = new
-            self.masks.record(step=t, event=kind, language=lang, sparsity=new.sparsity(),
-                              changed=_changed(old, new), rule=f"magnitude/{cfg.scope}")
-        else:  # dynamic pathways: languages one at a time, rotating the first
-            k = self._events % len(self.languages)
-            order = self.languages[k:] + self.languages[:k]
-            for lang in order:
-                old = self.masks[lang]
-                cand = self.masks.candidates(lang)
-                if prune:
-                    s = self._sparsity_at(lang, t)
-                    new = magnitude_prune(model, s, names=self.names, scope=cfg.scope, candidates=cand).masks
-                else:
-                    new = rerank(model, old, candidates=cand, scope=cfg.scope).masks
-                self.masks[lang] = new
-                self.masks.record(step=t, event=kind, language=lang, sparsity=new.sparsity(),
-                                  changed=_changed(old, new), rule=f"magnitude/{cfg.scope}/candidates")
-            self.masks.union().apply_(model)  # the free pool back to zero (soft)
-        self._events += 1
-        self._masks_changed()
-        self._check_ranks(f"step {t}")
-        if prune:
-            log.info("pathways: step %d %s prune, sparsity %s", t, self.mode, _fmt(self.masks.sparsity()))
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -861,7 +746,7 @@ class PathwaysController:
         if list(state["names"]) != self.names:
             raise PathwaysError("resume: the checkpoint's masked tensors differ from pathways.prunable")
         masks = masks_from_state(state).to(self.device)
-        if self.mode in ("imp", "lth", "lap"):
+        if self.rule.shared_mask:
             shared = masks[self.languages[0]]
             masks = PathwayMasks({lang: shared for lang in self.languages}, masks.history)
         self.masks = masks
@@ -891,13 +776,6 @@ class PathwaysController:
         save_masks_atomic(self.masks, path)
 
 
-def _changed(a: MaskSet, b: MaskSet) -> int:
-    return sum(int((a[n] != b[n]).sum()) for n in a.names)
-
-
 def _few(items: Sequence[str], k: int = 3) -> str:
     return ", ".join(items[:k]) + (f", ... ({len(items)} in all)" if len(items) > k else "")
 
-
-def _fmt(sparsity: Mapping[str, float]) -> str:
-    return ", ".join(f"{lang} {s:.4f}" for lang, s in sparsity.items())

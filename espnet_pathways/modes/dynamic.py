@@ -1,0 +1,75 @@
+"""``dynamic_pathways`` (Dynamic ASR Pathways): per-language masks that adapt together.
+
+All ``languages``, masks m_z from ``init_masks`` (LAP, LTH or IMP masks at a lower
+sparsity), each language's schedule starting at its mask's sparsity.  Start: θ ← θ ⊙
+∪_l m_l (the free pool starts at zero).  A batch of z trains r_z = c_z = m_z ∪ f_z,
+f_z = ¬ ∪_{l≠z} m_l (weights no other language uses: free-pool weights grow from zero,
+possibly for several languages until the next event).  Every n steps (not a prune step,
+t < N·T): for each language z in turn -- the order rotates by one language per event so
+that no language always chooses first -- m_z ← top-|θ| inside c_z (computed from the masks
+as updated so far in this event) at m_z's kept count.  Every T steps: the same, with
+top-|θ| inside c_z at s_z(t).  After every event: θ ← θ ⊙ ∪_l m_l (soft: the free pool
+goes back to zero and stays trainable).  Because c_z excludes every weight another
+language holds and m_z is re-ranked before the next language looks, no re-rank takes a
+weight that only other languages use, and a weight freed by one language can be claimed
+by a later one in the same event.  From N·T on the masks are fixed and r_z = m_z (ASR
+Pathways fine-tuning), unless ``rerank_after_final``.
+
+Why these details (the poster is terse): the free pool is zeroed after every event, not
+only every T steps, so that no language ever computes with a value that another language
+left in a weight nobody holds; the language order rotates so that no language always
+claims freed weights first; the masks freeze at N·T so that the last epochs (the ones
+n-best averaging picks) and the export share one mask.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from espnet_pathways.masks import MaskSet
+from espnet_pathways.modes.base import ModeRule, Region, changed, fmt_sparsity, register
+from espnet_pathways.pruning import magnitude_prune, rerank
+
+log = logging.getLogger(__name__)
+
+
+@register
+class DynamicPathways(ModeRule):
+    name = "dynamic_pathways"
+    soft = True
+    needs_init_masks = True
+    needs_batch_language = True
+    rewind = "never"
+
+    def __init__(self, ctl):
+        super().__init__(ctl)
+        self._cand: tuple[tuple, MaskSet] | None = None  # the last candidates region, keyed by mask version
+
+    def soft_region(self, lang: str) -> Region:
+        key = ("candidates", lang, self.ctl.version)
+        if self._cand is None or self._cand[0] != key:
+            self._cand = (key, self.ctl.masks.candidates(lang))
+        return self._cand
+
+    @torch.no_grad()
+    def run_event(self, t: int, event: str) -> None:
+        ctl = self.ctl
+        cfg, model = ctl.config, ctl.model
+        self._cand = None
+        k = ctl.events % len(ctl.languages)
+        for lang in ctl.languages[k:] + ctl.languages[:k]:
+            old = ctl.masks[lang]
+            cand = ctl.masks.candidates(lang)
+            if event == "prune":
+                new = magnitude_prune(model, ctl.sparsity_at(lang, t), names=ctl.names, scope=cfg.scope,
+                                      candidates=cand).masks
+            else:
+                new = rerank(model, old, candidates=cand, scope=cfg.scope).masks
+            ctl.masks[lang] = new
+            ctl.masks.record(step=t, event=event, language=lang, sparsity=new.sparsity(),
+                             changed=changed(old, new), rule=f"magnitude/{cfg.scope}/candidates")
+        ctl.masks.union().apply_(model)  # the free pool back to zero (soft)
+        if event == "prune":
+            log.info("pathways: step %d %s prune, sparsity %s", t, self.name, fmt_sparsity(ctl.masks.sparsity()))
