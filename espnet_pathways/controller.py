@@ -127,6 +127,8 @@ class PathwaysConfig:
     policy: str = "round_robin"
     beta: float = 1.0
     utt2lang: str | None = None
+    options: Any = field(default=None, compare=False)
+    """The mode's own section (``pathways.<mode>``), parsed by its rule; not a YAML key itself."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> PathwaysConfig | None:
@@ -135,18 +137,29 @@ class PathwaysConfig:
             return None
         if not isinstance(d, Mapping):
             raise PathwaysError(f"pathways: expected a mapping of options, got {d!r}")
-        known = list(cls.__dataclass_fields__)
+        d = dict(d)
+        mode = d.get("mode")
+        own = d.pop(mode, None) if isinstance(mode, str) and mode in MODES else None
+        known = [k for k in cls.__dataclass_fields__ if k != "options"]
         unknown = [k for k in d if k not in known]
         if unknown:
-            raise PathwaysError(f"pathways.{unknown[0]}: unknown option (known: {', '.join(known)})")
+            extra = f", {mode}" if isinstance(mode, str) and mode in MODES else ""
+            raise PathwaysError(f"pathways.{unknown[0]}: unknown option (known: {', '.join(known)}{extra})")
         if "mode" not in d:
             raise PathwaysError(f"pathways.mode: missing (one of {', '.join(MODES)})")
-        cfg = cls(**dict(d))
+        cfg = cls(**d)
         cfg._check(set(d))
+        if own is not None and not isinstance(own, Mapping):
+            raise PathwaysError(f"pathways.{mode}: expected a mapping of options, got {own!r}")
+        cfg.options = cfg.rule.parse_options(own)
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        options = d.pop("options")
+        if options is not None:
+            d[self.mode] = options
+        return d
 
     @property
     def rule(self) -> type[ModeRule]:
@@ -210,7 +223,7 @@ class PathwaysConfig:
                 raise PathwaysError(f"pathways.scope: {self.scope!r} is not tensor or global")
         else:
             unused(["final_sparsity", "initial_sparsity", "schedule", "prune_interval", "num_rounds", "fraction", "scope"])
-        if rule.soft:
+        if rule.does_rerank():
             if self.rerank_interval is None:
                 raise PathwaysError(f"pathways.rerank_interval: required by mode {mode}")
             _positive("rerank_interval", self.rerank_interval)
@@ -361,6 +374,7 @@ class PathwaysController:
         output_dir: str | Path | None = None,
         writer: bool = True,
         utt2lang: Mapping[str, str] | None = None,
+        seed: int = 0,
     ):
         self.model = model
         self.config = cfg = config
@@ -378,6 +392,7 @@ class PathwaysController:
             )
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.writer = writer
+        self.seed = int(seed)  # the run's seed (--seed): rules that draw per step derive from it and the step
         self.utt2lang: dict[str, str] = dict(utt2lang or {})
         try:
             self.names = prunable_names(model, **cfg.prunable_kwargs())
@@ -405,6 +420,7 @@ class PathwaysController:
         self._theta0: dict[str, torch.Tensor] | None = None
         self._handles: list = []
         self._events = 0
+        self.rule.check_model()
         self._make_schedules()  # checks the schedule against the initial masks now
         if cfg.rewind and cfg.rewind_to:
             self._check_theta0(self._load_theta0())
@@ -484,7 +500,7 @@ class PathwaysController:
                 sch = CubicSchedule(cfg.final_sparsity, interval=cfg.prune_interval, num_rounds=cfg.num_rounds, initial_sparsity=s0)
             else:
                 sch = FixedFractionSchedule(cfg.final_sparsity, fraction=cfg.fraction, interval=cfg.prune_interval, initial_sparsity=s0)
-            if self.rule.soft:
+            if self.rule.does_rerank():
                 return AdaptiveSchedule(sch, cfg.rerank_interval)
         except ValueError as e:
             raise PathwaysError(f"pathways: {e}") from None
@@ -525,8 +541,7 @@ class PathwaysController:
         self.masker.release()
         if self.config.rewind:
             self._snapshot_theta0()
-        self.masks = masks = self.rule.initial_masks()
-        masks.union().apply_(self.model)  # imp/lth/lap/adaptive: θ ⊙ m; pathways/dynamic: θ ⊙ ∪ m_l
+        self.masks = self.rule.start()
         self.started = True
         self.masks.record(step=self.step, event="start", mode=self.mode, sparsity=self.masks.sparsity())
         self._masks_changed()
@@ -584,21 +599,17 @@ class PathwaysController:
         for lang in self.languages:
             ms = self.masks[lang]
             self._full[lang] = ms.kept() == ms.numel()
-        # weights outside the support are zero by construction (see the docstring)
-        self.masker.set_support(None if self.soft() else self.masks.union())
+        self.masker.set_support(self.rule.support())
 
     def region(self, lang: str | None, training: bool) -> tuple[Hashable, MaskSet | None]:
         """(key, region) a batch of ``lang`` computes with (``None`` region: θ itself)."""
-        v = self.version
-        if lang is None:  # mixed batch: lap only
+        if lang is None:  # mixed batch: modes with one shared mask only
             lang = self.languages[0]
-        if training and self.soft():
-            return self.rule.soft_region(lang)
-        if self.rule.shared_mask:
-            lang = self.languages[0]
-        if self._full.get(lang):
-            return ("dense", v), None
-        return ("mask", lang, v), self.masks[lang]
+        return self.rule.region(lang, training)
+
+    def mask_is_full(self, lang: str) -> bool:
+        """Language ``lang``'s mask keeps every weight (compute with θ itself)."""
+        return self._full.get(lang, False)
 
     # -- batches ----------------------------------------------------------------------
     def batch_language(self, utt_ids: Sequence[str] | None) -> str | None:

@@ -190,7 +190,7 @@ class ASRPathwaysTask(ASRTransducerTask):
         writer = not dist or torch.distributed.get_rank() == 0
         ctl = PathwaysController(
             model, cfg, languages=languages, init_masks=init_masks, output_dir=args.output_dir,
-            writer=writer, utt2lang=utt2lang,
+            writer=writer, utt2lang=utt2lang, seed=args.seed,
         )
         if len(optimizers) != 1:
             raise PathwaysError(f"pathways: one optimizer expected, got {len(optimizers)}")

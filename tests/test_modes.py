@@ -16,15 +16,17 @@ from test_model import batch, build, controller, forward  # noqa: E402
 
 def test_each_mode_declares_what_it_trains():
     # the mode sets the controller and the config check read (one table, so a rule change shows here)
-    table = {name: (r.monolingual, r.shared_mask, r.scheduled, r.soft, r.needs_init_masks, r.rewind, r.mixed_batches)
+    table = {name: (r.monolingual, r.shared_mask, r.scheduled, r.soft, r.does_rerank(), r.zeroes_pruned,
+                    r.needs_init_masks, r.rewind, r.mixed_batches)
              for name, r in MODES.items()}
     assert table == {
-        "imp": (True, True, True, False, False, "optional", False),
-        "lth": (True, True, True, False, False, "always", False),
-        "lap": (False, True, True, False, False, "optional", True),
-        "pathways": (False, False, False, False, True, "never", False),
-        "adaptive": (True, False, True, True, False, "optional", False),
-        "dynamic_pathways": (False, False, True, True, True, "never", False),
+        "imp": (True, True, True, False, False, True, False, "optional", False),
+        "lth": (True, True, True, False, False, True, False, "always", False),
+        "lap": (False, True, True, False, False, True, False, "optional", True),
+        "pathways": (False, False, False, False, False, True, True, "never", False),
+        "adaptive": (True, False, True, True, True, True, False, "optional", False),
+        "dynamic_pathways": (False, False, True, True, True, True, True, "never", False),
+        "dual_mode": (False, True, True, False, True, False, False, "never", True),
     }
 
 
