@@ -104,22 +104,50 @@ def test_mode_trains_through_the_entry_point(mode, data, init_masks, tmp_path):
         assert any(e["event"] == "prune" for e in saved.history)
 
 
+def test_dual_mode_trains_through_the_entry_point(data, tmp_path):
+    out = tmp_path / "dual"
+    log = train(data, out, "dual_mode", "--max_epoch", "2")
+    summary = log.split("2epoch results")[1].splitlines()[0]
+    train_part, valid_part = summary.split("[valid]")
+    for key in ("loss_stream_sparse=", "loss_full_dense=", "loss_transducer_stream_sparse=", "loss_transducer_full_dense="):
+        assert key in train_part and key in valid_part, key
+    for lang in ("en", "fr"):
+        assert f"loss_{lang}=" in valid_part
+    _, state = ckpt_state(out)
+    assert state["mode"] == "dual_mode" and state["step"] > 0
+    saved = load_masks_source(out / "masks.pt")
+    assert saved.languages == ["en", "fr"] and saved["en"] == saved["fr"]
+    for n, m in saved["en"].items():  # the target is reached
+        assert abs(int(m.sum()) - 0.3 * m.numel()) <= 1, n
+    # the checkpoint is the dense supernet: stock keys, and pruned weights are not zero
+    stock = ASRTransducerTask.build_model_from_file(out / "config.yaml", out / "valid.loss.ave.pth")[0]
+    sd = torch.load(out / "valid.loss.ave.pth", map_location="cpu")
+    assert list(sd) == list(stock.state_dict())
+    assert sum(int(sd[n][~m].ne(0).sum()) for n, m in saved["en"].items()) > 0.9 * (saved["en"].numel() - saved["en"].kept())
+    assert [e["event"] for e in saved.history[1:]] == ["rerank", "rerank", "prune"] * 2
+
+
 # ---------------------------------------------------------------- resume (invariant 8)
-@pytest.mark.parametrize("mode", ["lth", "dynamic_pathways"])
+@pytest.mark.parametrize("mode", ["lth", "dynamic_pathways", "dual_mode"])
 def test_resumed_run_matches_uninterrupted_run(mode, data, init_masks, tmp_path):
     masks = init_masks if mode == "dynamic_pathways" else None
+    # dual_mode's mixed batches: 4 steps per epoch, so its last prune must come by step 4 here;
+    # re-ranks go on after it, so that the resumed epoch has events too
+    extra = ["--pathways", "prune_interval=2", "--pathways", "rerank_after_final=true"] if mode == "dual_mode" else []
     full, part = tmp_path / "full", tmp_path / "part"
-    train(data, full, mode, "--max_epoch", "2", masks=masks)
-    train(data, part, mode, "--max_epoch", "1", masks=masks)
+    train(data, full, mode, "--max_epoch", "2", *extra, masks=masks)
+    train(data, part, mode, "--max_epoch", "1", *extra, masks=masks)
     _, s1 = ckpt_state(part)
     assert 0 < s1["step"] < ckpt_state(full)[1]["step"]
-    train(data, part, mode, "--max_epoch", "2", "--resume", "true", masks=masks)
+    train(data, part, mode, "--max_epoch", "2", "--resume", "true", *extra, masks=masks)
     a = torch.load(full / "2epoch.pth", map_location="cpu")
     b = torch.load(part / "2epoch.pth", map_location="cpu")
     assert list(a) == list(b)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert load_masks_source(full / "masks.pt") == load_masks_source(part / "masks.pt")  # bits and history
+    if mode == "dual_mode":
+        assert max(e["step"] for e in load_masks_source(part / "masks.pt").history) > s1["step"]
     ca, sa = ckpt_state(full)
     cb, sb = ckpt_state(part)
     assert sa["step"] == sb["step"]
