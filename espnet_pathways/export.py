@@ -114,7 +114,7 @@ def check_loads_in_stock(config: Mapping[str, Any], state: Mapping[str, torch.Te
     model.load_state_dict(state, strict=True)
 
 
-def _write_model_dir(out: Path, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], info: Mapping[str, Any]) -> Path:
+def write_model_dir(out: Path, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], info: Mapping[str, Any]) -> Path:
     """Write config.yaml, model.pth and pathway.yaml into ``out`` (via a staging dir)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ def export_pathway(
         "model_file": str(model_path.absolute()),
         "masks_file": str(Path(masks_path).absolute()),
     }
-    return _write_model_dir(Path(out), cfg, pathway, info)
+    return write_model_dir(Path(out), cfg, pathway, info)
 
 
 # -- shared model + all masks -------------------------------------------------------------
@@ -271,7 +271,7 @@ def export_from_shared(shared_file: str | Path, lang: str, out: str | Path, *, c
     mask = shared_masks(obj)[lang]
     info = {"language": lang, "sparsity": round(mask.sparsity(), 6), "kept": mask.kept(),
             "masked_elements": mask.numel(), "mode": obj.get("mode"), "shared_file": str(Path(shared_file).resolve())}
-    return _write_model_dir(Path(out), obj["config"], state, info)
+    return write_model_dir(Path(out), obj["config"], state, info)
 
 
 def _numel(shape: Sequence[int]) -> int:

@@ -160,14 +160,7 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         return out, out_lens
 
     def features(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
-        """Steps 1-3 of the stock ``encode``: frontend, SpecAugment (training), normalisation."""
-        with autocast(False):
-            feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-            if self.specaug is not None and self.training:
-                feats, feats_lengths = self.specaug(feats, feats_lengths)
-            if self.normalize is not None:
-                feats, feats_lengths = self.normalize(feats, feats_lengths)
-        return feats, feats_lengths
+        return features(self, speech, speech_lengths)
 
 
 class _StockForward(nn.Module):
@@ -179,6 +172,17 @@ class _StockForward(nn.Module):
 
     def forward(self, *args, **kwargs):
         return ESPnetASRTransducerModel.forward(self.model, *args, **kwargs)
+
+
+def features(model: ESPnetASRTransducerModel, speech: torch.Tensor, speech_lengths: torch.Tensor):
+    """Steps 1-3 of the stock ``encode`` of any transducer model: frontend, SpecAugment (training), normalisation."""
+    with autocast(False):
+        feats, feats_lengths = model._extract_feats(speech, speech_lengths)
+        if model.specaug is not None and model.training:
+            feats, feats_lengths = model.specaug(feats, feats_lengths)
+        if model.normalize is not None:
+            feats, feats_lengths = model.normalize(feats, feats_lengths)
+    return feats, feats_lengths
 
 
 def encoder_forward(encoder, x: torch.Tensor, x_len: torch.Tensor, chunk: int | None):

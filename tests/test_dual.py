@@ -241,3 +241,27 @@ def test_a_chunk_above_the_encoder_maximum_or_no_dynamic_chunk_training_is_refus
     model = ASRPathwaysTask.build_model(args)
     with pytest.raises(PathwaysError, match=r"dual_mode needs encoder_conf\.main_conf\.dynamic_chunk_training: true"):
         dual(model)
+
+
+# ---------------------------------------------------------------- BatchNorm recalibration
+def test_batchnorm_recalibration_gives_the_statistics_of_its_calibration_batches():
+    from espnet_pathways.recalibrate import batchnorm_layers, recalibrate_batchnorm
+
+    model = build()
+    bns = batchnorm_layers(model)
+    assert bns  # the conformer convolution module's BatchNorm
+    batches = [(batch("fr", seed=i)["speech"], batch("fr", seed=i)["speech_lengths"]) for i in range(3)]
+    seen = []
+    hook = bns[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert recalibrate_batchnorm(model, batches, 4) == 3
+    hook.remove()
+    x = torch.stack([s.transpose(0, 1).reshape(s.size(1), -1).mean(1) for s in seen])  # per-batch channel means
+    v = torch.stack([s.transpose(0, 1).reshape(s.size(1), -1).var(1, unbiased=True) for s in seen])
+    assert torch.allclose(bns[0].running_mean, x.mean(0), atol=1e-6)
+    assert torch.allclose(bns[0].running_var, v.mean(0), rtol=1e-5, atol=1e-6)
+    assert int(bns[0].num_batches_tracked) == 3 and bns[0].momentum == 0.1 and not model.training
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    # another mode, other statistics
+    recalibrate_batchnorm(model, batches, None)
+    assert not torch.allclose(bns[0].running_mean, x.mean(0), atol=1e-6)

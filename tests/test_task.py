@@ -126,6 +126,35 @@ def test_dual_mode_trains_through_the_entry_point(data, tmp_path):
     assert sum(int(sd[n][~m].ne(0).sum()) for n, m in saved["en"].items()) > 0.9 * (saved["en"].numel() - saved["en"].kept())
     assert [e["event"] for e in saved.history[1:]] == ["rerank", "rerank", "prune"] * 2
 
+    # export: two stock model dirs, each with its own BatchNorm statistics; stock decoding
+    from espnet2.bin.asr_transducer_inference import Speech2Text
+
+    from espnet_pathways.bin import export_dual
+
+    exp = tmp_path / "export"
+    with pytest.raises(SystemExit):
+        export_dual.main(["--exp", str(out), "--out", str(exp)])  # BatchNorm and no --calib_data
+    assert not exp.exists()
+    export_dual.main(["--exp", str(out), "--out", str(exp), "--calib_data", str(data / "train" / "wav.scp"),
+                      "--calib_batches", "2", "--calib_batch_size", "3"])
+    sparse = torch.load(exp / "sparse_streaming" / "model.pth", map_location="cpu")
+    dense = torch.load(exp / "dense_full" / "model.pth", map_location="cpu")
+    assert list(sparse) == list(dense) == list(sd)
+    for n, m in saved["en"].items():
+        assert not sparse[n][~m].any() and torch.equal(sparse[n][m], sd[n][m]) and torch.equal(dense[n], sd[n]), n
+    bn = [k for k in sd if k.endswith("running_mean")]
+    assert bn and all(not torch.equal(sparse[k], dense[k]) and not torch.equal(dense[k], sd[k]) for k in bn)
+    info = yaml.safe_load((exp / "sparse_streaming" / "pathway.yaml").read_text())
+    assert info["batchnorm"]["recalibrated"] and info["batchnorm"]["utterances"] == 6 and info["decode_streaming"]
+    wav = ASRTransducerTask.build_streaming_iterator(
+        [(str(data / "valid" / "wav.scp"), "speech", "sound")], preprocess_fn=None, collate_fn=None, batch_size=1, dtype="float32",
+        num_workers=0, inference=True)
+    speech = next(iter(wav))[1]["speech"][0]
+    for name, streaming in (("sparse_streaming", True), ("dense_full", False)):
+        s2t = Speech2Text(exp / name / "config.yaml", exp / name / "model.pth", beam_size=2, streaming=streaming)
+        hyps = s2t.streaming_decode(speech, is_final=True) if streaming else s2t(speech)
+        assert hyps and isinstance(s2t.hypotheses_to_results(hyps)[0][0], str)
+
 
 # ---------------------------------------------------------------- resume (invariant 8)
 @pytest.mark.parametrize("mode", ["lth", "dynamic_pathways", "dual_mode"])
