@@ -51,7 +51,13 @@ plugin_train_args=      # stages 14-19: extra training options of every plugin r
 scratch_epochs=         # stages 14-15: epochs of the from-scratch systems ref_scratch, dense_small (default: the dense model's + --plugin_epochs)
 small_config=conf/train_demo_small.yaml  # stage 15: config of dense_small, a dense model with as many parameters as one pathway
 plugin_dir=             # stages 14-21: where the systems go (default: <expdir>/pathways); another dir keeps another configuration's runs apart
-seeds=0                 # stages 14-21: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
+dual_systems="supernet full_only"  # stages 22-24: dual-mode systems: supernet (from the dense model), supernet_scratch, full_only, stream_only
+dual_epochs=            # stage 22: epochs of supernet, full_only, stream_only (default: --plugin_epochs); supernet_scratch: --scratch_epochs
+dual_policy=both        # stage 22: passes per batch of the supernet: both | alternate | sample
+dual_distill=0          # stage 22: in-place distillation weight, full-context -> sparse streaming pass (policy both)
+dual_calib_batches=20   # stage 23: batches of 8 training utterances that re-estimate each exported model's BatchNorm statistics
+dual_dir=               # stages 22-24: where the dual-mode systems go (default: <expdir>/dual)
+seeds=0                 # stages 14-24: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
 options() {  # the option lines above, as "name=default  # help"
     sed -n '/^# -* options/,/^options()/p' "$0" | grep -E "^[a-z_]+="
@@ -78,6 +84,10 @@ Stages:
   19  Dynamic ASR Pathways from LTH / LAP masks at N% (dyn_lth_sN, dyn_lap_sN)
   20  export each language's pathway, decode with stock ESPnet inference, score
   21  report: <expdir>/pathways/RESULTS.md, figures, claims (local/report.py)
+  Dual-mode stages (local/dual_stages.sh; a sparse streaming model inside a dense full-context one, in <expdir>/dual/seed<k>/<system>/):
+  22  train --dual_systems: supernet (dual_mode from the dense model), supernet_scratch, full_only (full context only), stream_only
+  23  export each supernet's sparse streaming and dense full-context models (own BatchNorm statistics), decode every cell, score
+  24  report: <expdir>/dual/RESULTS.md against the dense, full-context-only and LAP baselines (local/dual_report.py)
 
 Options (default):
 $(options | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
@@ -90,7 +100,7 @@ while [ $# -gt 0 ]; do
         --*=*) opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
         --*)
             name=${1#--}; name=${name//-/_}
-            if ! options | grep -qE "^${name}="; then
+            if ! options | grep -E "^${name}=" > /dev/null; then  # not -q: an early exit would SIGPIPE sed (pipefail)
                 echo "$0: unknown option --${1#--} (see --help)" >&2; exit 2
             fi
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
@@ -99,8 +109,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ -n "$stop_stage" ] || { if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; else stop_stage=13; fi; }
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs}; do
+if [ -z "$stop_stage" ]; then
+    stop_stage=13
+    if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
+fi
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -118,6 +131,17 @@ for s in $systems; do
         *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
     esac
 done
+for s in $dual_systems; do
+    case $s in
+        supernet|supernet_scratch|full_only|stream_only) ;;
+        *) echo "$0: --dual_systems: unknown system '$s' (supernet, supernet_scratch, full_only, stream_only)" >&2; exit 2 ;;
+    esac
+done
+case $dual_policy in both|alternate|sample) ;; *) echo "$0: --dual_policy must be both, alternate or sample, got '$dual_policy'" >&2; exit 2 ;; esac
+[[ $dual_distill =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "$0: --dual_distill must be a number >= 0, got '$dual_distill'" >&2; exit 2; }
+if [ "$dual_distill" != 0 ] && [ "$dual_policy" != both ] && awk -v x="$dual_distill" 'BEGIN { exit !(x > 0) }'; then
+    echo "$0: --dual_distill needs --dual_policy both (both passes on every batch)" >&2; exit 2
+fi
 [ -n "${seeds// /}" ] || { echo "$0: --seeds needs at least one integer seed" >&2; exit 2; }
 for s in $seeds; do
     [[ $s =~ ^[0-9]+$ ]] || { echo "$0: --seeds takes non-negative integers, got '$s'" >&2; exit 2; }
@@ -345,5 +369,11 @@ if run_stage 13 "score WER/CER per language -> $decode_dir/RESULTS.md"; then
 fi
 
 . local/plugin_stages.sh
+. local/dual_stages.sh
+
+if [ "$pw_failed" != 0 ]; then
+    echo "$0: some plugin or dual-mode steps failed (marked in <dir>/seed*/*/failed/, listed in the reports)" >&2
+    exit 1
+fi
 
 echo "$(date '+%H:%M:%S') run.sh: stages $stage-$stop_stage finished"

@@ -4,7 +4,8 @@
     local/decode_pathways.py --jobs jobs.tsv --decode_config conf/decode.yaml [--streaming] [--ngpu 0] \
         [--decoder espnet|batched] [--batch_size 32]
 
-Each line of ``jobs.tsv``: ``RUN_DIR LANG MODEL_FILE EXPORT_DIR WAV_SCP OUT_DIR LOG``.  For each
+Each line of ``jobs.tsv``: ``RUN_DIR LANG MODEL_FILE EXPORT_DIR WAV_SCP OUT_DIR LOG [STREAMING]``
+(STREAMING ``true``/``false``: this job's decoding mode, else ``--streaming``).  For each
 job: export language LANG's pathway of the pathways run RUN_DIR (θ ⊙ m_LANG, a stock ESPnet
 model dir; skipped when EXPORT_DIR/model.pth exists) with
 :func:`espnet_pathways.export.export_pathway`, then run ``espnet2.bin.asr_transducer_inference``'s
@@ -17,6 +18,7 @@ LOG and the others go on; OUT_DIR/1best_recog/text appears only for a finished j
 """
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
     for line in args.jobs.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        run_dir, lang, model_file, export_dir, wav_scp, out_dir, log = line.split("\t")
+        run_dir, lang, model_file, export_dir, wav_scp, out_dir, log, *mode = line.split("\t")
+        streaming = mode[0] == "true" if mode else args.streaming
         out, tmp = Path(out_dir), Path(out_dir + ".tmp")
         start = time.time()
         with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
@@ -64,8 +67,9 @@ def main(argv=None) -> int:
                 cmd = ["--ngpu", args.ngpu, "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
                        "--asr_train_config", config, "--asr_model_file", model,
                        "--config", args.decode_config, "--output_dir", str(tmp)]
-                if args.streaming:  # --streaming takes any non-empty string as true
+                if streaming:  # --streaming takes any non-empty string as true
                     cmd += ["--streaming", "true"]
+                t0 = time.time()
                 if args.decoder == "batched":
                     cmd += ["--batch_size", str(args.batch_size)]
                     print("python -m espnet_pathways.bin.batch_inference " + " ".join(cmd))
@@ -76,6 +80,9 @@ def main(argv=None) -> int:
                     asr_transducer_inference.main(cmd)
                 if not (tmp / "1best_recog" / "text").is_file():
                     raise RuntimeError(f"no {tmp}/1best_recog/text after decoding")
+                seconds = time.time() - t0  # decoding only (model loading included, export not)
+                (tmp / "timing.json").write_text(json.dumps({"decode_seconds": round(seconds, 3), "streaming": streaming,
+                                                             "decoder": args.decoder}) + "\n")
                 shutil.rmtree(out, ignore_errors=True)
                 os.replace(tmp, out)
                 print(f"done in {time.time() - start:.1f}s")

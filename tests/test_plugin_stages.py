@@ -268,7 +268,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     common = ["--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "corpus"),
               "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
               "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2"]
-    plugin = ["--systems", "ref dense_small lth pathways_lth pathways_random dyn_lth_s70",
+    plugin = ["--systems", "ref dense_small lth lap pathways_lth pathways_random dyn_lth_s70",
               "--init_sparsities", "70", "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1",
               "--rerank_interval", "1", "--scratch_epochs", "1", "--small_config", "conf/train_tiny.yaml"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
@@ -300,7 +300,7 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("trained already (skipped)") == 8
+    assert again.stdout.count("trained already (skipped)") == 9
     # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
     batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
                               "--decoder", "batched", "--decode_batch_size", "4"],
@@ -326,6 +326,20 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     assert rep["systems"]["pathways_random"]["avg_wer"]["n"] == 2
     assert rep["systems"]["lth"]["avg_wer"]["n"] == 1  # seed 1 not run: shown as missing, not averaged
     assert "(1/2 seeds)" in (root / "RESULTS.md").read_text()
+    # Dual-mode stages 22-24: supernet + full-context-only baseline, both models exported, every cell decoded.
+    dual = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "22", *common, *plugin, "--dual_calib_batches", "2"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert dual.returncode == 0, dual.stdout[-3000:] + dual.stderr[-2000:]
+    droot = tmp_path / "exp" / "dual"
+    sup = droot / "seed0" / "supernet"
+    assert (sup / "export" / "sparse_streaming" / "model.pth").is_file() and (sup / "export" / "dense_full" / "model.pth").is_file()
+    drep = json.loads((droot / "report.json").read_text())
+    for row in ("supernet: sparse streaming", "supernet: dense full context", "supernet: sparse, full context",
+                "supernet: dense, streaming", "full_only", "LAP (separately pruned)", "dense streaming-only (stage 11)"):
+        assert set(drep["rows"][row]["cer"]) == {"en", "fr"} and None not in drep["rows"][row]["cer"].values(), row
+    assert drep["rows"]["supernet: sparse streaming"]["nonzero"] < 0.5 * drep["rows"]["supernet: dense full context"]["nonzero"]
+    assert {c["verdict"] for c in drep["claims"]} == {"inconclusive"}  # one seed
+    assert "decode_streaming: true" in (sup / "export" / "sparse_streaming" / "pathway.yaml").read_text()
 
 
 def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):

@@ -65,6 +65,7 @@ def _positive(args: argparse.Namespace, key: str) -> None:
 
 def calibration_batches(scp: Path, config: dict, n_batches: int, batch_size: int, seed: int):
     """``n_batches`` batches of (speech, lengths): utterances of ``scp`` drawn with ``seed``."""
+    import torch
     from espnet2.tasks.asr_transducer import ASRTransducerTask
 
     if not scp.is_file():
@@ -77,15 +78,24 @@ def calibration_batches(scp: Path, config: dict, n_batches: int, batch_size: int
     with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False, encoding="utf-8") as f:
         f.write("\n".join(chosen) + "\n")
     train_args = argparse.Namespace(**config)
+    # one utterance at a time (ESPnet forces batch size 1 when the data dir has utt2category), padded here
     loader = ASRTransducerTask.build_streaming_iterator(
-        [(str(scp), "speech", "sound")], key_file=f.name, batch_size=batch_size, num_workers=0, dtype="float32",
+        [(str(scp), "speech", "sound")], key_file=f.name, batch_size=1, num_workers=0, dtype="float32",
         preprocess_fn=ASRTransducerTask.build_preprocess_fn(train_args, False),
         collate_fn=ASRTransducerTask.build_collate_fn(train_args, False), inference=True,
     )
     try:
-        batches = [(b["speech"], b["speech_lengths"]) for _, b in loader]
+        utts = [b["speech"][0, : int(b["speech_lengths"][0])] for _, b in loader]
     finally:
         Path(f.name).unlink()
+    batches = []
+    for i in range(0, len(utts), batch_size):
+        group = utts[i:i + batch_size]
+        lengths = torch.tensor([len(u) for u in group])
+        speech = torch.zeros(len(group), int(lengths.max()))
+        for j, u in enumerate(group):
+            speech[j, : len(u)] = u
+        batches.append((speech, lengths))
     return batches
 
 
