@@ -44,7 +44,34 @@ from torch import nn
 _NO_PASS = object()
 
 
-class PathwayTransducerModel(ESPnetASRTransducerModel):
+class PathwaysHooks:
+    """What any model with a pathways controller needs: the controller slot, the release hooks,
+    the start of a batch (its language's region swapped in) and the per-language loss stat."""
+
+    def _init_pathways(self) -> None:
+        self.pathways = None  # PathwaysController (a plain attribute), set by the controller
+        self.register_state_dict_pre_hook(_release_before_state_dict)
+        self.register_load_state_dict_pre_hook(_release_before_load)
+
+    def release(self) -> bool:
+        """Restore the true weights θ (undo any swapped-in region); True if one was active."""
+        return self.pathways.release() if self.pathways is not None else False
+
+    def begin_pathways_batch(self, kwargs: dict) -> str | None:
+        """Check the batch and swap its language's region in; its language (None: none or mixed)."""
+        if self.pathways is None:
+            return None
+        return self.pathways.begin_batch(kwargs.get("utt_id"), self.training)
+
+    def language_stats(self, stats: dict, lang: str | None) -> None:
+        """``loss_<lang>``, only where every batch is monolingual: under DDP all ranks must register
+        the same keys (ESPnet all-reduces each), which the language sampler guarantees."""
+        ctl = self.pathways
+        if ctl is not None and lang is not None and (ctl.config.batches == "monolingual" or not self.training):
+            stats[f"loss_{lang}"] = stats["loss"]
+
+
+class PathwayTransducerModel(PathwaysHooks, ESPnetASRTransducerModel):
     """Stock ESPnet transducer + per-language regions computed in place (see module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -66,32 +93,23 @@ class PathwayTransducerModel(ESPnetASRTransducerModel):
         return model
 
     def _init_pathways(self) -> None:
-        self.pathways = None  # PathwaysController (a plain attribute), set by the controller
+        super()._init_pathways()
         self._pass_chunk: Any = _NO_PASS  # inside a multi-pass forward: the pass's encoder chunk
         self._pass_feats: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pass_feats_lens: torch.Tensor | None = None
         self._sparse_cache: tuple[Any, dict[str, torch.Tensor]] | None = None
-        self.register_state_dict_pre_hook(_release_before_state_dict)
-        self.register_load_state_dict_pre_hook(_release_before_load)
-
-    def release(self) -> bool:
-        """Restore the true weights θ (undo any swapped-in region); True if one was active."""
-        return self.pathways.release() if self.pathways is not None else False
 
     def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
         ctl = self.pathways
         if ctl is None:
             return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
-        lang = ctl.begin_batch(kwargs.get("utt_id"), self.training)
+        lang = self.begin_pathways_batch(kwargs)
         passes = ctl.rule.passes(self.training)
         if passes:
             loss, stats, weight = self._multi_pass(passes, lang, speech, speech_lengths, text, text_lengths, **kwargs)
         else:
             loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
-        # Only where every batch is monolingual: under DDP all ranks must register the same
-        # keys (ESPnet all-reduces each), which the language sampler guarantees.
-        if lang is not None and (ctl.config.batches == "monolingual" or not self.training):
-            stats[f"loss_{lang}"] = stats["loss"]
+        self.language_stats(stats, lang)
         return loss, stats, weight
 
 

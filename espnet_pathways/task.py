@@ -51,7 +51,7 @@ from espnet_pathways.controller import (
     language_of,
     load_masks_source,
 )
-from espnet_pathways.model import PathwayTransducerModel
+from espnet_pathways.model import PathwaysHooks, PathwayTransducerModel
 from espnet_pathways.sampler import LanguageBatchSampler, read_lengths, read_utt2lang
 
 # ESPnet's SequenceIterFactory only calls generate() on AbsSampler instances.
@@ -165,8 +165,8 @@ class ASRPathwaysTask(ASRTransducerTask):
         cls._controller = None
         if cfg is None or getattr(args, "collect_stats", False):
             return optimizers
-        if not isinstance(model, PathwayTransducerModel):
-            raise PathwaysError(f"pathways: the model is a {type(model).__name__}, not a PathwayTransducerModel")
+        if not isinstance(model, PathwaysHooks):
+            raise PathwaysError(f"pathways: the model is a {type(model).__name__}, not a model of espnet_pathways")
         if args.ngpu > 1 and not getattr(args, "distributed", False):
             raise PathwaysError("--ngpu > 1 without distributed training (DataParallel) is not supported with pathways")
         if getattr(args, "use_deepspeed", False):

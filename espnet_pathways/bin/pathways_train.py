@@ -36,19 +36,24 @@ def _output_dir(argv) -> Path | None:
     return None
 
 
-def main(cmd=None):
+def run_task(task, name: str, cmd=None) -> None:
+    """``task.main(cmd)`` with the plugin's errors as one ``<name>: error: ...`` line, exit 1."""
     install_transducer_loss()
     out = _output_dir(sys.argv[1:] if cmd is None else cmd)
     fresh = out is not None and not (out / "config.yaml").exists()
     try:
-        ASRPathwaysTask.main(cmd=cmd)
+        task.main(cmd=cmd)
     except PathwaysError as e:
         # Some checks need the data iterators, which ESPnet builds after writing config.yaml:
         # a run that failed before its first step leaves no config behind.
         if fresh and not (out / "checkpoint.pth").exists():
             (out / "config.yaml").unlink(missing_ok=True)
-        print(f"pathways_train: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def main(cmd=None):
+    run_task(ASRPathwaysTask, "pathways_train", cmd)
 
 
 if __name__ == "__main__":
