@@ -153,3 +153,73 @@ def test_frame_counts_are_each_utterances_own_encoder_length(config):
     with torch.no_grad():
         _, got, _ = model.encode(torch.randn(5, 12345), lengths, mask=False)
     assert got.tolist() == counts.tolist()
+
+
+# ---------------------------------------------------------------- targets and the entry point
+@pytest.fixture(scope="module")
+def ssl_data(tmp_path_factory):
+    """The tiny data set + k-means targets (k=4) for train and valid, made by local/ssl_targets.py."""
+    import importlib.util
+
+    from tiny_asr import ROOT, make_data
+
+    data = make_data(tmp_path_factory.mktemp("ssl_data"))
+    spec = importlib.util.spec_from_file_location("ssl_targets_script", ROOT / "local" / "ssl_targets.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = data / "targets"
+    assert script.main(["--config", str(ROOT / "conf" / "ssl_tiny.yaml"), "--sets", str(data / "train"), str(data / "valid"),
+                        "--out", str(out), "--k", "4", "--seed", "1"]) == 0
+    return data, out, script
+
+
+def test_targets_are_deterministic_one_per_encoder_frame_and_typed(ssl_data, tmp_path):
+    from tiny_asr import ROOT
+
+    from espnet_pathways.ssl_targets import KMeansTargets
+
+    data, out, script = ssl_data
+    again = tmp_path / "again"
+    assert script.main(["--config", str(ROOT / "conf" / "ssl_tiny.yaml"), "--sets", str(data / "train"),
+                        "--out", str(again), "--k", "4", "--seed", "1"]) == 0
+    assert (again / "train" / "text").read_text() == (out / "train" / "text").read_text()  # same seed, same labels
+    model = ssl_model()
+    wavs = dict(line.split() for line in (data / "train" / "speech_shape").read_text().splitlines())
+    for line in (out / "train" / "text").read_text().splitlines():
+        utt, *labels = line.split()
+        assert len(labels) == int(model.frame_counts(torch.tensor([int(wavs[utt])]))[0]), utt
+        assert all(0 <= int(x) < 4 for x in labels)
+    assert (out / "tokens.txt").read_text().split() == ["0", "1", "2", "3"]
+    km = KMeansTargets.load(out / "kmeans.pkl")
+    with pytest.raises(PathwaysError, match=r"--kmeans: fitted on mfcc features \(39 dims\), given layer1 features"):
+        km.labels(torch.zeros(5, 32), "layer1")
+    bad = script.main(["--config", str(ROOT / "conf" / "ssl_tiny.yaml"), "--sets", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert bad == 1 and not (tmp_path / "x").exists()
+
+
+def test_ssl_train_entry_point_and_per_language_imp_never_prunes_the_head(ssl_data, tmp_path):
+    from tiny_asr import ROOT, train_args
+
+    from espnet_pathways.bin import ssl_train
+    from espnet_pathways.controller import load_masks_source
+
+    data, out, _ = ssl_data
+
+    def args(run, *extra):
+        a = train_args(data, run, ROOT / "conf" / "ssl_tiny.yaml", "--token_list", str(out / "tokens.txt"),
+                       "--use_preprocessor", "false", *extra)
+        for split in ("train", "valid"):  # targets instead of transcripts
+            a[a.index(f"{data}/{split}/text,text,text")] = f"{out}/{split}/text,text,text_int"
+            a[a.index(f"{data}/{split}/text_shape")] = f"{out}/{split}/text_shape"
+        return a
+
+    dense = tmp_path / "dense"
+    ssl_train.main(args(dense, "--max_epoch", "1"))
+    assert (dense / "valid.loss.ave.pth").is_file()
+    imp = tmp_path / "imp_fr"
+    ssl_train.main(args(imp, "--max_epoch", "1", "--init_param", str(dense / "valid.loss.ave.pth"),
+                        "--pathways", "mode=imp", "--pathways", "languages=[fr]", "--pathways", "final_sparsity=0.5",
+                        "--pathways", "prune_interval=1", "--pathways", "num_rounds=1"))
+    masks = load_masks_source(imp / "masks.pt")
+    assert masks.languages == ["fr"] and all(n.startswith("encoder.") for n in masks.names)
+    assert abs(masks["fr"].sparsity() - 0.5) < 0.01
