@@ -74,12 +74,11 @@ dual_cells() {  # dual_cells SYSTEM: "model mode run_dir model_file" lines of th
     esac
 }
 
-dual_decode() {  # dual_decode SDIR CELLS...: decode and score cells ("model mode run_dir model_file")
-    local sdir=$1; shift
-    local jobs_dir=$sdir/decode_jobs cell m mode rd mf l ev n=0 sets
+dual_decode() {  # dual_decode CELLS...: decode and score cells ("sdir model mode run_dir model_file"), all in one set of processes
+    local jobs_dir=$dual_root/seed$pseed/decode_jobs cell sdir m mode rd mf l ev n=0 sets
     rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
     for cell in "$@"; do
-        read -r m mode rd mf <<< "$cell"
+        read -r sdir m mode rd mf <<< "$cell"
         ev=$sdir/eval_${m}_$mode
         for l in $plugin_langs; do
             [ -f "$ev/decode/${l}_test/1best_recog/text" ] && continue
@@ -90,7 +89,7 @@ dual_decode() {  # dual_decode SDIR CELLS...: decode and score cells ("model mod
             n=$((n + 1))
         done
     done
-    echo "  $(basename "$sdir"): $n decoding jobs in $decode_nj processes"
+    echo "  $n decoding jobs in $decode_nj processes"
     for jobs in "$jobs_dir"/jobs.*; do
         [ -f "$jobs" ] || continue
         $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" --ngpu "$ngpu" \
@@ -99,7 +98,7 @@ dual_decode() {  # dual_decode SDIR CELLS...: decode and score cells ("model mod
     wait || true
     cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
     for cell in "$@"; do
-        read -r m mode rd mf <<< "$cell"
+        read -r sdir m mode rd mf <<< "$cell"
         ev=$sdir/eval_${m}_$mode; sets=()
         for l in $plugin_langs; do
             if [ -f "$ev/decode/${l}_test/1best_recog/text" ]; then dual_clear "$sdir" "decode_${m}_${mode}_$l"; sets+=("${l}_test")
@@ -131,12 +130,12 @@ for pseed in $seeds; do
                     --calib_data "$dump/raw/train/wav.scp" --calib_batches "$dual_calib_batches" --seed "$pseed" \
                     > "$dir/export.log" 2>&1 && dual_clear "$dir" export || { dual_failed "$dir" export "$dir/export.log"; continue; }
             fi
-            mapfile -t cells < <(dual_cells "$sys")
-            dual_decode "$dir" "${cells[@]}"
+            while read -r c; do cells+=("$dir $c"); done < <(dual_cells "$sys")
         done
-        dense_dir=$dual_root/dense
+        dense_dir=$dual_root/dense  # the stage-11 model, decoded both ways once for every seed
         mkdir -p "$dense_dir"
-        dual_decode "$dense_dir" "dense streaming $asr_exp $dense_model" "dense full $asr_exp $dense_model"
+        cells+=("$dense_dir dense streaming $asr_exp $dense_model" "$dense_dir dense full $asr_exp $dense_model")
+        dual_decode "${cells[@]}"
         end_stage 23
     fi
 done
