@@ -12,7 +12,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- options
 stage=0                 # first stage to run
-stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13)
+stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13; 24 when > 21; 28 when > 24)
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
@@ -57,6 +57,11 @@ dual_policy=both        # stage 22: passes per batch of the supernet: both | alt
 dual_distill=0          # stage 22: in-place distillation weight, full-context -> sparse streaming pass (policy both)
 dual_calib_batches=20   # stage 23: batches of 8 training utterances that re-estimate each exported model's BatchNorm statistics
 dual_dir=               # stages 22-24: where the dual-mode systems go (default: <expdir>/dual)
+ssl_dir=                # stages 25-28: where the sparse-sharing SSL runs go (default: <expdir>/ssl)
+ssl_k=100               # stage 25: k-means clusters of the SSL frame targets
+ssl_epochs=4            # stage 26: epochs of dense multilingual SSL pre-training (from scratch)
+ssl_sparsity=0.5        # stage 27: per-language sparsity of the SSL sub-networks (monolingual IMP on the SSL loss)
+ssl_share_epochs=1      # stage 28: epochs of sparse-sharing pre-training (from the dense SSL model)
 seeds=0                 # stages 14-24: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
 options() {  # the option lines above, as "name=default  # help"
@@ -88,6 +93,11 @@ Stages:
   22  train --dual_systems: supernet (dual_mode from the dense model), supernet_scratch, full_only (full context only), stream_only
   23  export each supernet's sparse streaming and dense full-context models (own BatchNorm statistics), decode every cell, score
   24  report: <expdir>/dual/RESULTS.md against the dense, full-context-only and LAP baselines (local/dual_report.py)
+  Sparse-sharing SSL stages (local/ssl_stages.sh, in <expdir>/ssl/; fine-tuning, baselines and report not built yet):
+  25  SSL frame targets: MFCC k-means over all languages (local/ssl_targets.py)
+  26  dense multilingual SSL pre-training of the transducer's encoder (espnet_pathways.bin.ssl_train)
+  27  per-language masks: monolingual IMP on the SSL loss (--ssl_sparsity)
+  28  sparse-sharing SSL pre-training: the per-language masks as pathways of one encoder
 
 Options (default):
 $(options | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
@@ -111,9 +121,10 @@ done
 
 if [ -z "$stop_stage" ]; then
     stop_stage=13
-    if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
+    if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 24 ]; then stop_stage=28
+    elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
 fi
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -142,6 +153,8 @@ case $dual_policy in both|alternate|sample) ;; *) echo "$0: --dual_policy must b
 if [ "$dual_distill" != 0 ] && [ "$dual_policy" != both ] && awk -v x="$dual_distill" 'BEGIN { exit !(x > 0) }'; then
     echo "$0: --dual_distill needs --dual_policy both (both passes on every batch)" >&2; exit 2
 fi
+[[ $ssl_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --ssl_sparsity must be a fraction in (0, 1), got '$ssl_sparsity'" >&2; exit 2; }
+[ "$ssl_k" -ge 2 ] || { echo "$0: --ssl_k must be at least 2, got '$ssl_k'" >&2; exit 2; }
 [ -n "${seeds// /}" ] || { echo "$0: --seeds needs at least one integer seed" >&2; exit 2; }
 for s in $seeds; do
     [[ $s =~ ^[0-9]+$ ]] || { echo "$0: --seeds takes non-negative integers, got '$s'" >&2; exit 2; }
@@ -370,6 +383,7 @@ fi
 
 . local/plugin_stages.sh
 . local/dual_stages.sh
+. local/ssl_stages.sh
 
 if [ "$pw_failed" != 0 ]; then
     echo "$0: some plugin or dual-mode steps failed (marked in <dir>/seed*/*/failed/, listed in the reports)" >&2

@@ -123,6 +123,16 @@ def test_bad_dual_options_fail_before_any_stage(args, message):
     assert out.returncode == 2 and message in out.stderr and "Stage" not in out.stdout
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--ssl_sparsity", "50"], "--ssl_sparsity must be a fraction in (0, 1)"),
+    (["--ssl_k", "1"], "--ssl_k must be at least 2"),
+    (["--ssl_epochs", "x"], "--ssl_epochs must be a non-negative integer"),
+])
+def test_bad_ssl_options_fail_before_any_stage(args, message):
+    out = subprocess.run(["bash", str(ROOT / "run.sh"), *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2 and message in out.stderr and "Stage" not in out.stdout
+
+
 def test_dual_stage_without_dense_model_says_which_stage(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "22", "--expdir", str(tmp_path / "exp"),
                           "--train_config", "conf/train_tiny.yaml"], capture_output=True, text=True, timeout=120, cwd=ROOT)

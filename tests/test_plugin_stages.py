@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from espnet_pathways.masks import MaskSet, PathwayMasks
 
@@ -337,9 +338,23 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     for row in ("supernet: sparse streaming", "supernet: dense full context", "supernet: sparse, full context",
                 "supernet: dense, streaming", "full_only", "LAP (separately pruned)", "dense streaming-only (stage 11)"):
         assert set(drep["rows"][row]["cer"]) == {"en", "fr"} and None not in drep["rows"][row]["cer"].values(), row
-    assert drep["rows"]["supernet: sparse streaming"]["nonzero"] < 0.5 * drep["rows"]["supernet: dense full context"]["nonzero"]
+    info = yaml.safe_load((sup / "export" / "sparse_streaming" / "pathway.yaml").read_text())
+    pruned = info["masked_elements"] - info["kept"]  # the sparse model has exactly the pruned weights fewer
+    assert abs(info["sparsity"] - 0.7) < 0.01 and pruned > 0
+    rows = drep["rows"]
+    assert rows["supernet: dense full context"]["nonzero"] - rows["supernet: sparse streaming"]["nonzero"] == pruned
     assert {c["verdict"] for c in drep["claims"]} == {"inconclusive"}  # one seed
     assert "decode_streaming: true" in (sup / "export" / "sparse_streaming" / "pathway.yaml").read_text()
+    # Sparse-sharing SSL stages 25-28: targets, dense SSL, per-language IMP on the SSL loss, sparse sharing.
+    ssl = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "25", *common, *plugin, "--ssl_k", "4", "--ssl_epochs", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-2000:]
+    sroot = tmp_path / "exp" / "ssl"
+    assert (sroot / "targets" / "tokens.txt").read_text().split() == ["0", "1", "2", "3"]
+    assert (sroot / "ssl_dense" / "valid.loss.ave.pth").is_file()
+    shared = PathwayMasks.load(sroot / "ssl_shared" / "train" / "masks.pt")
+    assert shared.languages == ["en", "fr"] and all(n.startswith("encoder.") for n in shared.names)
+    assert all(abs(v - 0.5) < 0.01 for v in shared.sparsity().values()) and shared["en"] != shared["fr"]
 
 
 def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):

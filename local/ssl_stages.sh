@@ -1,0 +1,93 @@
+# Sparse-sharing SSL stages 25-28 of run.sh (sourced at its end, after local/dual_stages.sh):
+# self-supervised pre-training of the transducer's own encoder (espnet_pathways.ssl), then
+# per-language sub-networks of it, then pre-training that shares them.
+#   $ssl_dir/targets/          k-means frame targets (local/ssl_targets.py), stage 25
+#   $ssl_dir/ssl_dense/        dense multilingual SSL pre-training (the "standard XLSR" baseline), stage 26
+#   $ssl_dir/ssl_imp/train_<l>/  per-language masks: monolingual IMP on the SSL loss, stage 27
+#   $ssl_dir/ssl_shared/       sparse-sharing pre-training (mode pathways with those masks), stage 28
+# ($ssl_dir defaults to $expdir/ssl.) Fine-tuning into the streaming transducer, the baselines and
+# the report are not built yet. A finished step is skipped on a re-run.
+#
+# shellcheck shell=bash disable=SC2154
+
+ssl_root=${ssl_dir:-$expdir/ssl}
+ssl_targets=$ssl_root/targets
+ssl_failed=0
+
+ssl_config_file() {  # the SSL config: --train_config's frontend and encoder + ssl_conf, no SpecAugment
+    $python local/pathways_config.py --base "$train_config" --out "$ssl_root/ssl.yaml" --set specaug=null \
+        --set ssl_conf.final_dim=256 --set ssl_conf.chunk_size=null --set ssl_conf.masking_conf.mask_prob=0.65 \
+        --set ssl_conf.masking_conf.mask_length=5
+}
+
+# ESPnet arguments of every SSL run: audio + frame targets (text_int), the cluster ids as tokens.
+ssl_common_args=(--use_preprocessor false --token_list "$ssl_targets/tokens.txt" --ngpu "$ngpu"
+    --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz"
+    --train_data_path_and_name_and_type "$dump/raw/train/wav.scp,speech,sound"
+    --train_data_path_and_name_and_type "$ssl_targets/train/text,text,text_int"
+    --valid_data_path_and_name_and_type "$dump/raw/dev/wav.scp,speech,sound"
+    --valid_data_path_and_name_and_type "$ssl_targets/dev/text,text,text_int"
+    --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$ssl_targets/train/text_shape"
+    --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$ssl_targets/dev/text_shape"
+    --fold_length 80000 --fold_length 400 --resume true --seed "$seed")
+
+ssl_train_run() {  # ssl_train_run DIR CONFIG EPOCHS [ARGS...]: one SSL training run into DIR
+    local dir=$1 cfg=$2 epochs=$3; shift 3
+    if [ -f "$dir/$inference_model" ]; then echo "  $dir: trained already (skipped)"; return 0; fi
+    mkdir -p "$dir"
+    echo "  $dir: training ($epochs epochs), log: $dir/train.log"
+    if $python -m espnet_pathways.bin.ssl_train "${ssl_common_args[@]}" --config "$cfg" --max_epoch "$epochs" \
+        --output_dir "$dir" "$@" > "$dir/train.log" 2>&1 && [ -f "$dir/$inference_model" ]; then
+        echo "  $dir: done"
+    else
+        echo "  $dir: FAILED, see $dir/train.log" >&2; ssl_failed=1; return 1
+    fi
+}
+
+if run_stage 25 "SSL targets: MFCC k-means (k=$ssl_k) over all languages -> $ssl_targets"; then
+    mkdir -p "$ssl_root"; ssl_config_file
+    if [ -f "$ssl_targets/dev/text" ]; then echo "  $ssl_targets exists: skipped"
+    else
+        $python local/ssl_targets.py --config "$ssl_root/ssl.yaml" --sets "$dump/raw/train" "$dump/raw/dev" \
+            --out "$ssl_targets" --k "$ssl_k" --seed "$seed" || exit 1
+    fi
+    end_stage 25
+fi
+
+if run_stage 26 "dense multilingual SSL pre-training ($ssl_epochs epochs) -> $ssl_root/ssl_dense"; then
+    ssl_config_file
+    ssl_train_run "$ssl_root/ssl_dense" "$ssl_root/ssl.yaml" "$ssl_epochs" || true
+    end_stage 26
+fi
+
+if run_stage 27 "per-language masks: monolingual IMP on the SSL loss to $ssl_sparsity -> $ssl_root/ssl_imp/train_<l>"; then
+    for l in $plugin_langs; do
+        share=$(lang_share "$l"); t=$(scaled "$prune_interval" "$share" 2)
+        cfg=$ssl_root/ssl_imp/train_$l.yaml
+        # shellcheck disable=SC2046
+        $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$cfg" mode=imp "languages=[$l]" \
+            $(schedule_keys "$ssl_sparsity" "$t")
+        ssl_train_run "$ssl_root/ssl_imp/train_$l" "$cfg" "$plugin_epochs" \
+            --init_param "$ssl_root/ssl_dense/$inference_model" || true
+    done
+    end_stage 27
+fi
+
+if run_stage 28 "sparse-sharing SSL pre-training ($ssl_share_epochs epochs, the per-language masks) -> $ssl_root/ssl_shared"; then
+    pairs=()
+    for l in $plugin_langs; do pairs+=("$l=$ssl_root/ssl_imp/train_$l"); done
+    mkdir -p "$ssl_root/ssl_shared"
+    if $python -m espnet_pathways.bin.merge_masks --out "$ssl_root/ssl_shared/init_masks.pt" "${pairs[@]}" \
+        > "$ssl_root/ssl_shared/merge_masks.log" 2>&1; then
+        $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$ssl_root/ssl_shared/train.yaml" \
+            mode=pathways "languages=[${plugin_langs// /, }]" "init_masks=$ssl_root/ssl_shared/init_masks.pt"
+        ssl_train_run "$ssl_root/ssl_shared/train" "$ssl_root/ssl_shared/train.yaml" "$ssl_share_epochs" \
+            --init_param "$ssl_root/ssl_dense/$inference_model" || true
+    else
+        echo "  ssl_shared: merging the masks FAILED (run stage 27 first), see $ssl_root/ssl_shared/merge_masks.log" >&2
+        ssl_failed=1
+    fi
+    end_stage 28
+fi
+
+[ "$ssl_failed" = 0 ] || pw_failed=1
