@@ -223,3 +223,20 @@ def test_ssl_train_entry_point_and_per_language_imp_never_prunes_the_head(ssl_da
     masks = load_masks_source(imp / "masks.pt")
     assert masks.languages == ["fr"] and all(n.startswith("encoder.") for n in masks.names)
     assert abs(masks["fr"].sparsity() - 0.5) < 0.01
+
+
+def test_ssl_masks_drive_pathways_fine_tuning_of_the_transducer_encoder():
+    from test_model import random_masks
+
+    ssl = ssl_model()
+    masks = random_masks(ssl, keep=0.5)  # per-language masks over the SSL model's prunable (encoder) tensors
+    asr = build()
+    cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(ssl)", "prunable": {"prefixes": ["encoder."]}})
+    ctl = PathwaysController(asr, cfg, languages=["en", "fr"], init_masks=masks)
+    assert ctl.names == masks.names  # the same tensors, name for name
+    ctl.install(torch.optim.Adam(asr.parameters()))
+    asr.train()
+    loss, stats, _ = asr(**batch("en"))
+    assert torch.isfinite(loss) and "loss_en" in stats
+    params = dict(asr.named_parameters())
+    assert all(not params[n].detach()[~masks["en"][n]].any() for n in masks.names)
