@@ -265,3 +265,30 @@ def test_batchnorm_recalibration_gives_the_statistics_of_its_calibration_batches
     # another mode, other statistics
     recalibrate_batchnorm(model, batches, None)
     assert not torch.allclose(bns[0].running_mean, x.mean(0), atol=1e-6)
+
+
+# ---------------------------------------------------------------- per-language pathways under one dense model
+def test_dual_pathways_stream_each_language_through_its_own_fixed_mask():
+    from test_model import random_masks
+
+    model = build()
+    masks = random_masks(model, keep=0.4)
+    ctl = controller(model, "dual_pathways", masks=masks, languages=("en", "fr"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen, _ = _train(model, ctl, 4)
+    assert seen == [["full_dense", "stream_sparse"]] * 4
+    assert ctl.masks["en"] == masks["en"] and ctl.masks["fr"] == masks["fr"]  # fixed: no events
+    assert ctl.events == 0
+    params = dict(model.named_parameters())
+    assert all(params[n][~masks.union()[n]].ne(0).any() for n in masks.names)  # θ is never zeroed
+    assert any(not torch.equal(params[n], before[n]) for n in masks.names)
+    # the streaming pass of a French batch computes with θ ⊙ m_fr: no streaming gradient outside m_fr
+    model.eval()
+    _, _, g = _loss(model, [Pass("stream_sparse", 1.0, True, 4)], batch("fr"), lang="fr")
+    assert all(not g[n][~masks["fr"][n]].any() and g[n][masks["fr"][n]].any() for n in masks.names)
+    with pytest.raises(PathwaysError, match=r"pathways\.init_masks: mode dual_pathways needs a masks file"):
+        PathwaysConfig.from_dict({"mode": "dual_pathways"})
+    with pytest.raises(PathwaysError, match=r"pathways\.final_sparsity: not used by mode dual_pathways"):
+        PathwaysConfig.from_dict({"mode": "dual_pathways", "init_masks": "x", "final_sparsity": 0.5})
+    with pytest.raises(PathwaysError, match=r"pathways\.dual_pathways\.policy: 'x' is not one of"):
+        PathwaysConfig.from_dict({"mode": "dual_pathways", "init_masks": "x", "dual_pathways": {"policy": "x"}})

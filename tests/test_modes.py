@@ -27,6 +27,7 @@ def test_each_mode_declares_what_it_trains():
         "adaptive": (True, False, True, True, True, True, False, "optional", False),
         "dynamic_pathways": (False, False, True, True, True, True, True, "never", False),
         "dual_mode": (False, True, True, False, True, False, False, "never", True),
+        "dual_pathways": (False, False, False, False, False, False, True, "never", False),
     }
 
 

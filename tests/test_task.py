@@ -156,6 +156,21 @@ def test_dual_mode_trains_through_the_entry_point(data, tmp_path):
         assert hyps and isinstance(s2t.hypotheses_to_results(hyps)[0][0], str)
 
 
+def test_dual_pathways_trains_through_the_entry_point(data, init_masks, tmp_path):
+    out = tmp_path / "dual_pathways"
+    cfg = yaml.safe_load((CONF / "dual_mode.yaml").read_text())
+    cfg["pathways"] = {"mode": "dual_pathways", "init_masks": str(init_masks), "dual_pathways": {"policy": "both"}}
+    (tmp_path / "dual_pathways.yaml").write_text(yaml.safe_dump(cfg))
+    log = run_in_process(train_args(data, out, tmp_path / "dual_pathways.yaml", "--max_epoch", "1"))
+    summary = log.split("1epoch results")[1].splitlines()[0]
+    train_part, valid_part = summary.split("[valid]")
+    for lang in ("en", "fr"):  # monolingual batches: per-language losses in train and valid
+        assert f"loss_{lang}=" in train_part and f"loss_{lang}=" in valid_part
+    assert "loss_stream_sparse=" in valid_part and "loss_full_dense=" in valid_part
+    saved, given = load_masks_source(out / "masks.pt"), PathwayMasks.load(init_masks)
+    assert all(saved[lang] == given[lang] for lang in ("en", "fr"))  # fixed masks
+
+
 # ---------------------------------------------------------------- resume (invariant 8)
 @pytest.mark.parametrize("mode", ["lth", "dynamic_pathways", "dual_mode"])
 def test_resumed_run_matches_uninterrupted_run(mode, data, init_masks, tmp_path):

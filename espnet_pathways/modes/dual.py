@@ -69,8 +69,7 @@ class DualOptions:
     valid_chunk: int | None = None
     distill_weight: float = 0.0
 
-    def check(self) -> None:
-        key = "pathways.dual_mode"
+    def check(self, key: str = "pathways.dual_mode") -> None:
         if self.policy not in POLICIES:
             raise PathwaysError(f"{key}.policy: {self.policy!r} is not one of {', '.join(POLICIES)}")
         for k in ("stream_weight", "full_weight", "distill_weight"):
@@ -105,9 +104,9 @@ class DualMode(ModeRule):
         known = [f.name for f in fields(DualOptions)]
         bad = [k for k in options if k not in known]
         if bad:
-            raise PathwaysError(f"pathways.dual_mode.{bad[0]}: unknown option (known: {', '.join(known)})")
+            raise PathwaysError(f"pathways.{cls.name}.{bad[0]}: unknown option (known: {', '.join(known)})")
         opts = DualOptions(**options)
-        opts.check()
+        opts.check(f"pathways.{cls.name}")
         return opts
 
     @property
@@ -117,10 +116,10 @@ class DualMode(ModeRule):
     def check_model(self) -> None:
         enc = getattr(self.ctl.model, "encoder", None)
         if enc is None or not hasattr(enc, "dynamic_chunk_training"):
-            raise PathwaysError("pathways.mode: dual_mode needs an ESPnet transducer encoder (espnet2.asr_transducer)")
+            raise PathwaysError(f"pathways.mode: {self.name} needs an ESPnet transducer encoder (espnet2.asr_transducer)")
         if not enc.dynamic_chunk_training:
             raise PathwaysError(
-                "pathways.mode: dual_mode needs encoder_conf.main_conf.dynamic_chunk_training: true "
+                f"pathways.mode: {self.name} needs encoder_conf.main_conf.dynamic_chunk_training: true "
                 "(it builds the causal convolutions the streaming pass needs)"
             )
         opts, limit = self.options, int(enc.short_chunk_size)
@@ -128,7 +127,7 @@ class DualMode(ModeRule):
             v = getattr(opts, k)
             if v is not None and v > limit:
                 raise PathwaysError(
-                    f"pathways.dual_mode.{k}: {v} is larger than the encoder's short_chunk_size {limit} "
+                    f"pathways.{self.name}.{k}: {v} is larger than the encoder's short_chunk_size {limit} "
                     "(encoder_conf.main_conf), the largest chunk it was configured for"
                 )
         self.max_chunk = opts.max_chunk or limit
@@ -173,3 +172,23 @@ class DualMode(ModeRule):
                          changed=changed(old, new), rule=f"magnitude/{cfg.scope}/self")
         if event == "prune":
             log.info("pathways: step %d dual_mode prune, sparsity %s (θ stays dense)", t, fmt_sparsity(ctl.masks.sparsity()))
+
+
+@register
+class DualPathways(DualMode):
+    """``dual_pathways``: per-language sparse streaming pathways under one dense full-context model.
+
+    An option no paper has.  The dense full-context pass is ``dual_mode``'s; the streaming pass
+    of a batch of language l computes with θ ⊙ m_l, m_l fixed from ``init_masks`` (e.g. merged
+    per-language IMP/LTH masks, as ASR Pathways), monolingual batches.  No self-pruning: ranking
+    the shared θ by magnitude would give every language the same mask.  Options: ``pathways.dual_pathways``
+    (those of ``dual_mode``).
+    """
+
+    name = "dual_pathways"
+    shared_mask = False
+    mixed_batches = False
+    scheduled = False
+    reranks = False
+    needs_init_masks = True
+    needs_batch_language = True
