@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from espnet_pathways.train_log import epoch_results  # noqa: E402
+
 
 def total_steps(log: Path) -> int | None:
-    steps = None
-    if log.is_file():
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            m = re.search(r"epoch results: \[train\] .*?total_count=(\d+)", line)
-            if m:
-                steps = int(m.group(1))
-    return steps
+    results = epoch_results(log)
+    return results[-1].steps if results else None
 
 
 def schedule(cfg: Path) -> str:

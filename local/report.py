@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from espnet_pathways.stats import (  # noqa: E402
     DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES, UttErrors, mean_sd, paired_bootstrap, pool, verdict,
 )
+from espnet_pathways.train_log import epoch_results, parse_epoch_line  # noqa: E402
 
 DECODERS = {
     "espnet": "**stock ESPnet** (`espnet2.bin.asr_transducer_inference`)",
@@ -474,11 +475,10 @@ def training_curves(sdir: Path, langs):
             continue
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
         per_epoch, prev = {}, 0
-        for line in lines:
-            m = re.search(r"(\d+)epoch results: \[train\] .*?total_count=(\d+)", line)
-            if m:
-                per_epoch[int(m.group(1))] = int(m.group(2)) - prev
-                prev = int(m.group(2))
+        for r in epoch_results(log):
+            if r.steps is not None:
+                per_epoch[r.epoch] = r.steps - prev
+                prev = r.steps
         for line in lines:
             m = re.search(r"(\d+)epoch:train:\d+-(\d+)batch: (.*)", line)
             if m and int(m.group(1)) in per_epoch:
@@ -486,11 +486,11 @@ def training_curves(sdir: Path, langs):
                 for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", m.group(3)):
                     if lang in langs:
                         out.setdefault((lang, "train"), []).append((e - 1 + end / max(per_epoch[e], 1), float(v)))
-            m = re.search(r"(\d+)epoch results: \[train\] (.*)\[valid\] (.*)", line)
-            if m:
-                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", m.group(3)):
+            r = parse_epoch_line(line)
+            if r is not None:
+                for lang, v in re.findall(r"loss_([a-z]{2,3})=([-0-9.e+]+)", r.valid):
                     if lang in langs:
-                        out.setdefault((lang, "valid"), []).append((int(m.group(1)), float(v)))
+                        out.setdefault((lang, "valid"), []).append((r.epoch, float(v)))
     return out
 
 

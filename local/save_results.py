@@ -28,13 +28,12 @@ import shutil
 import sys
 from pathlib import Path
 
-EPOCH = re.compile(r"(\d+)epoch results: \[train\] (.*?)\[valid\] (.*)")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from espnet_pathways.train_log import epoch_results, parse_epoch_line  # noqa: E402
+
 MAX_MODEL_BYTES = 10 * 1024 * 1024
-
-
-def field(text: str, name: str) -> str:
-    m = re.search(rf"\b{name}=([-0-9.e+]+)", text)
-    return m.group(1) if m else ""
 
 
 def write(path: Path, text: str) -> None:
@@ -52,9 +51,7 @@ def copy(src: Path, dst: Path) -> None:
 
 
 def epoch_lines(log: Path) -> list[str]:
-    if not log.is_file():
-        return []
-    return [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if EPOCH.search(line)]
+    return [r.line for r in epoch_results(log)]
 
 
 def seconds(text: str) -> str:
@@ -71,9 +68,9 @@ def seconds(text: str) -> str:
 def curve(lines: list[str]) -> str:
     rows = ["epoch\ttrain_loss\ttrain_loss_transducer\tvalid_loss\tvalid_loss_transducer\tepoch_seconds\tsteps"]
     for line in lines:
-        m = EPOCH.search(line)
-        tr, va = m.group(2), m.group(3)
-        rows.append("\t".join([m.group(1), field(tr, "loss"), field(tr, "loss_transducer"), field(va, "loss"),
+        r = parse_epoch_line(line)
+        tr, va, field = r.train, r.valid, r.field
+        rows.append("\t".join([str(r.epoch), field(tr, "loss"), field(tr, "loss_transducer"), field(va, "loss"),
                                field(va, "loss_transducer"), seconds(tr), field(tr, "total_count")]))
     return "\n".join(rows) + "\n"
 
