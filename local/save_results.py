@@ -3,6 +3,7 @@
 
     local/save_results.py dense --exp exp/asr_train_demo --out results/dense_cpu_v2 [--model]
     local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
+    local/save_results.py dual --dual_dir exp/dual --out results/dual_cpu_v1
     local/save_results.py restore --src results/dense_cpu_exp --exp exp/asr_cpu_exp   # the other way
 
 ``dense``: ``RESULTS.md`` and ``results.json`` of every decoding (stage 13 writes them into
@@ -12,7 +13,8 @@ themselves (``train_log_epochs.txt``); with ``--model``, ``valid.loss.ave.pth`` 
 (``model_bf16.pth``, what the plugin stages start from; refused above 10 MB).
 ``pathways``: the report (``RESULTS.md``, ``report.json``, ``figures/``) and per seed and
 system ``system.json``, ``results.json`` (with the per-utterance error counts the bootstrap
-needs) and the epoch lines of every training log.  Never audio, checkpoints or optimizer
+needs) and the epoch lines of every training log; ``dual``: the same for the dual-mode stages
+(each cell's ``eval_*/results.json``, decoding times, the exports' ``pathway.yaml``).  Never audio, checkpoints or optimizer
 state.  ``restore``: a saved dense model back into an experiment dir (``config.yaml`` and
 ``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
 without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
@@ -101,17 +103,22 @@ def save_dense(exp: Path, out: Path, model: bool) -> None:
         os.replace(tmp, out / "model_bf16.pth")
 
 
-def save_pathways(pw: Path, out: Path) -> None:
+def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21) -> None:
+    """A report tree (plugin stages: <pw>/seed<k>/<system>/; dual-mode stages: also eval_*/, export/, dense/)."""
     if not (pw / "RESULTS.md").is_file():
-        raise ValueError(f"--pw_dir {pw}: no RESULTS.md (run stage 21 first)")
+        raise ValueError(f"{option} {pw}: no RESULTS.md (run stage {stage} first)")
     for name in ("RESULTS.md", "report.json"):
         copy(pw / name, out / name)
     if (pw / "figures").is_dir():
         for f in sorted((pw / "figures").glob("*.png")):
             copy(f, out / "figures" / f.name)
-    for sdir in sorted(pw.glob("seed*/*/")):
+    for sdir in sorted([*pw.glob("seed*/*/"), *pw.glob("dense/")]):
         rel = sdir.relative_to(pw)
-        for name in ("system.json", "results.json", "RESULTS.md"):
+        small = ["system.json", "results.json", "RESULTS.md", "train.yaml", *sorted(
+            str(f.relative_to(sdir)) for pattern in ("eval_*/RESULTS.md", "eval_*/results.json",
+                                                     "eval_*/decode/*/timing.json", "export/*/pathway.yaml")
+            for f in sdir.glob(pattern))]
+        for name in small:
             if (sdir / name).is_file():
                 copy(sdir / name, out / rel / name)
         for log in sorted(sdir.glob("train*/train.log")):
@@ -147,6 +154,9 @@ def main(argv=None) -> int:
     w = sub.add_parser("pathways")
     w.add_argument("--pw_dir", type=Path, required=True)
     w.add_argument("--out", type=Path, required=True)
+    u = sub.add_parser("dual")
+    u.add_argument("--dual_dir", type=Path, required=True)
+    u.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("restore")
     r.add_argument("--src", type=Path, required=True, help="a results dir written by 'dense --model'")
     r.add_argument("--exp", type=Path, required=True, help="experiment dir to write")
@@ -156,6 +166,8 @@ def main(argv=None) -> int:
             save_dense(args.exp, args.out, args.model)
         elif args.what == "pathways":
             save_pathways(args.pw_dir, args.out)
+        elif args.what == "dual":
+            save_pathways(args.dual_dir, args.out, "--dual_dir", 24)
         else:
             restore(args.src, args.exp)
             print(f"restored {args.src} -> {args.exp}")

@@ -137,3 +137,20 @@ def test_dual_stage_without_dense_model_says_which_stage(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "22", "--expdir", str(tmp_path / "exp"),
                           "--train_config", "conf/train_tiny.yaml"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 1 and "dual-mode stages 22-23 start from the dense model" in out.stderr
+
+
+def test_save_results_dual_keeps_the_cells_and_the_report(dual_runs, tmp_path):
+    dual, pw, dense, data = dual_runs
+    assert dual_report(dual, pw, dense, "--resamples", "200").returncode == 0
+    out = tmp_path / "saved"
+    r = subprocess.run([sys.executable, str(ROOT / "local" / "save_results.py"), "dual", "--dual_dir", str(dual),
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for f in ("RESULTS.md", "report.json", "dense/eval_dense_streaming/results.json",
+              "seed0/supernet/eval_sparse_streaming/results.json", "seed0/supernet/eval_sparse_streaming/decode/en_test/timing.json",
+              "seed0/full_only/eval_dense_full/results.json"):
+        assert (out / f).is_file(), f
+    assert not list(out.rglob("*.pth"))  # never models
+    bad = subprocess.run([sys.executable, str(ROOT / "local" / "save_results.py"), "dual", "--dual_dir", str(tmp_path / "no"),
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "run stage 24 first" in bad.stderr
