@@ -41,6 +41,8 @@ from espnet2.asr_transducer.utils import TooShortUttError, check_short_utt, make
 from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import nn
 
+from espnet_pathways.controller import language_of
+
 _NO_PASS = object()
 
 
@@ -100,6 +102,13 @@ class PathwayTransducerModel(PathwaysHooks, ESPnetASRTransducerModel):
         self._sparse_cache: tuple[Any, dict[str, torch.Tensor]] | None = None
 
     def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
+        cond = getattr(self, "lang_adapt", None)
+        if cond is not None and kwargs.get("utt_id") is not None:
+            with cond.rows([language_of(u, cond.utt2lang) for u in kwargs["utt_id"]]):
+                return self._forward(speech, speech_lengths, text, text_lengths, **kwargs)
+        return self._forward(speech, speech_lengths, text, text_lengths, **kwargs)
+
+    def _forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
         ctl = self.pathways
         if ctl is None:
             return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)

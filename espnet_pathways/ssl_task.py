@@ -51,6 +51,8 @@ class EncoderSSLTask(ASRPathwaysTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> EncoderSSLModel:
         pathways_config(args)  # fail early, before ESPnet writes anything
+        if getattr(args, "lang_adapt_conf", None):
+            raise PathwaysError("lang_adapt_conf: per-language modules are for the transducer, not the SSL model")
         conf = dict(getattr(args, "ssl_conf", None) or {})
         bad = [k for k in conf if k not in SSL_KEYS]
         if bad:

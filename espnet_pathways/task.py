@@ -44,6 +44,7 @@ from espnet2.samplers.abs_sampler import AbsSampler
 from espnet2.tasks.asr_transducer import ASRTransducerTask
 from espnet2.utils.nested_dict_action import NestedDictAction
 
+from espnet_pathways import lang_adapt
 from espnet_pathways.controller import (
     PathwaysConfig,
     PathwaysController,
@@ -88,9 +89,13 @@ def _shape_lengths(shape_files: list[str]) -> dict[str, int]:
 
 
 def data_languages(
-    args: argparse.Namespace, cfg: PathwaysConfig, mode: str
+    args: argparse.Namespace, cfg: PathwaysConfig | None, mode: str
 ) -> tuple[dict[str, str], str]:
-    """(utt -> language for every utterance of ``mode``'s first shape file, where it came from)."""
+    """(utt -> language for every utterance of ``mode``'s first shape file, where it came from).
+
+    The table: ``pathways.utt2lang``, else ``utt2lang`` / ``utt2category`` beside the data's
+    first file, else each utterance id's prefix before ``_``.
+    """
     shape_files = args.train_shape_file if mode == "train" else args.valid_shape_file
     data = args.train_data_path_and_name_and_type if mode == "train" else args.valid_data_path_and_name_and_type
     if not shape_files:
@@ -101,7 +106,7 @@ def data_languages(
     source = "the utterance-id prefix"
     try:
         utts = list(read_lengths(shape_files[0]))
-        if cfg.utt2lang:
+        if cfg is not None and cfg.utt2lang:
             if not Path(cfg.utt2lang).is_file():
                 raise PathwaysError(f"pathways.utt2lang: no such file {cfg.utt2lang}")
             table, source = read_utt2lang(cfg.utt2lang), cfg.utt2lang
@@ -116,6 +121,20 @@ def data_languages(
     except ValueError as e:  # a malformed line, named by the reader
         raise PathwaysError(str(e)) from None
     return {u: language_of(u, table) for u in utts}, source
+
+
+def _adapted_languages(args: argparse.Namespace, cfg: PathwaysConfig | None, cond) -> dict[str, str]:
+    """utt -> language of the training and validation data; every language must have its modules."""
+    utt2lang, source = data_languages(args, cfg, "train")
+    if args.valid_shape_file:
+        utt2lang.update(data_languages(args, cfg, "valid")[0])
+    extra = sorted(set(utt2lang.values()) - set(cond.languages))
+    if extra:
+        raise PathwaysError(
+            f"lang_adapt_conf.languages: the data has {extra[0]!r} ({source}), which has no {cond.kind} "
+            f"(languages: {', '.join(cond.languages)})"
+        )
+    return utt2lang
 
 
 def _check_schedule_fits(ctl: PathwaysController, args: argparse.Namespace, batches_per_epoch: int) -> None:
@@ -152,17 +171,36 @@ class ASRPathwaysTask(ASRTransducerTask):
             "rewind_unmasked, reset_optimizer_on_rewind, prunable, batches, policy, beta, utt2lang "
             "(see espnet_pathways.controller). Empty: dense training.",
         )
+        group.add_argument(
+            "--lang_adapt_conf",
+            action=NestedDictAction,
+            default={},
+            help="Per-language encoder modules (baselines of sparse sharing): type (embedding | adapter), "
+            "languages, bottleneck (adapter units, 32); see espnet_pathways.lang_adapt. Empty: none.",
+        )
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> PathwayTransducerModel:
         pathways_config(args)  # fail early, before ESPnet writes anything
-        return PathwayTransducerModel.from_stock(super().build_model(args))
+        model = PathwayTransducerModel.from_stock(super().build_model(args))
+        conf = getattr(args, "lang_adapt_conf", None)
+        if conf:
+            try:
+                cond = lang_adapt.attach(model, dict(conf))
+            except lang_adapt.LangAdaptError as e:
+                raise PathwaysError(str(e)) from None
+            log.info("lang_adapt: %s for %s, %d added parameters", cond.kind, ", ".join(cond.languages),
+                     cond.added_parameters())
+        return model
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
         optimizers = super().build_optimizers(args, model)
         cfg = pathways_config(args)
         cls._controller = None
+        cond = getattr(model, "lang_adapt", None)
+        if cond is not None and not getattr(args, "collect_stats", False):
+            cond.utt2lang = _adapted_languages(args, cfg, cond)
         if cfg is None or getattr(args, "collect_stats", False):
             return optimizers
         if not isinstance(model, PathwaysHooks):

@@ -6,9 +6,11 @@
         --config conf/decode.yaml --streaming true \\
         --data_path_and_name_and_type dump/raw/fr_test/wav.scp,speech,sound --output_dir out/fr_test
 
-Every option is ``espnet2.bin.asr_transducer_inference``'s (same parser), with one
-difference: ``--batch_size`` (default 32) is the number of utterances decoded together,
-where ESPnet accepts only 1.  The model, the audio reading and the output files
+Every option is ``espnet2.bin.asr_transducer_inference``'s (same parser), with two
+differences: ``--batch_size`` (default 32) is the number of utterances decoded together,
+where ESPnet accepts only 1; ``--language L`` decodes a model with per-language encoder
+modules (``lang_adapt_conf`` in its config: the embedding and adapter baselines, which are
+not stock ESPnet modules) with language L's modules, the model built by the plugin's task.  The model, the audio reading and the output files
 (``<output_dir>/<n>best_recog/{text,token,token_int,score}``) are ESPnet's; the decoding is
 :class:`espnet_pathways.decode.BatchDecoder` (ESPnet's default beam search, network calls
 batched over utterances; see that module for what it reproduces and what it does not).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -33,7 +36,38 @@ def get_parser():
     parser = espnet_parser()
     parser.description = __doc__
     parser.set_defaults(batch_size=32)
+    parser.add_argument("--language", default=None,
+                        help="the test set's language, for a model with per-language modules (lang_adapt_conf)")
     return parser
+
+
+@contextmanager
+def _model_builder(config: str | None, language: str | None):
+    """Speech2Text builds the model with the plugin's task where the config has per-language modules."""
+    import yaml
+    from espnet2.bin import asr_transducer_inference
+
+    conf = {}
+    if config:
+        with open(config, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+    adapted = bool(conf.get("lang_adapt_conf"))
+    if adapted and language is None:
+        raise ValueError(f"--asr_train_config {config}: the model has per-language modules (lang_adapt_conf): "
+                         "give --language")
+    if not adapted:
+        if language is not None:
+            raise ValueError(f"--language {language}: the model of {config} has no per-language modules")
+        yield
+        return
+    from espnet_pathways.task import ASRPathwaysTask
+
+    stock = asr_transducer_inference.ASRTransducerTask
+    asr_transducer_inference.ASRTransducerTask = ASRPathwaysTask
+    try:
+        yield
+    finally:
+        asr_transducer_inference.ASRTransducerTask = stock
 
 
 def inference(args: Any) -> None:
@@ -55,13 +89,16 @@ def inference(args: Any) -> None:
         raise ValueError("--quantize_asr_model: batched decoding does not support quantised models")
     device = "cuda" if args.ngpu >= 1 else "cpu"
     set_all_random_seed(args.seed)
-    s2t = Speech2Text.from_pretrained(
-        model_tag=args.model_tag, asr_train_config=args.asr_train_config, asr_model_file=args.asr_model_file,
-        beam_search_config=args.beam_search_config, token_type=args.token_type, bpemodel=args.bpemodel,
-        device=device, dtype=args.dtype, beam_size=args.beam_size, nbest=args.nbest,
-        quantize_asr_model=False, streaming=args.streaming, decoding_window=args.decoding_window,
-        left_context=args.left_context,
-    )
+    with _model_builder(args.asr_train_config, args.language):
+        s2t = Speech2Text.from_pretrained(
+            model_tag=args.model_tag, asr_train_config=args.asr_train_config, asr_model_file=args.asr_model_file,
+            beam_search_config=args.beam_search_config, token_type=args.token_type, bpemodel=args.bpemodel,
+            device=device, dtype=args.dtype, beam_size=args.beam_size, nbest=args.nbest,
+            quantize_asr_model=False, streaming=args.streaming, decoding_window=args.decoding_window,
+            left_context=args.left_context,
+        )
+    if args.language is not None:
+        s2t.asr_model.lang_adapt.fixed(args.language)
     decoder = BatchDecoder(s2t)
     loader = ASRTransducerTask.build_streaming_iterator(
         args.data_path_and_name_and_type, dtype=args.dtype, batch_size=1, key_file=args.key_file,
