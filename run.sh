@@ -12,7 +12,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- options
 stage=0                 # first stage to run
-stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13; 24 when > 21; 28 when > 24)
+stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13; 24 when > 21; 31 when > 24)
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
@@ -62,7 +62,11 @@ ssl_k=100               # stage 25: k-means clusters of the SSL frame targets
 ssl_epochs=4            # stage 26: epochs of dense multilingual SSL pre-training (from scratch)
 ssl_sparsity=0.5        # stage 27: per-language sparsity of the SSL sub-networks (monolingual IMP on the SSL loss)
 ssl_share_epochs=1      # stage 28: epochs of sparse-sharing pre-training (from the dense SSL model)
-seeds=0                 # stages 14-24: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
+ssl_ft_subset=10h       # stage 29: labelled fine-tuning subset per language: 10h | 1h | full, or e.g. "en=10h,it=1h,nl=1h" (MLS limited-supervision handles; scaled in mini-MLS)
+ssl_ft_systems="no_pretrain dense_ssl shared_ssl shared_ssl_pathways lang_embedding adapters"  # stages 29-31: fine-tuned systems (see --help)
+ssl_ft_epochs=8         # stage 29: epochs of each fine-tuning run on the labelled subset
+ssl_adapter_dim=32      # stage 29: bottleneck units of the per-language adapters (system adapters)
+seeds=0                 # stages 14-24, 29-31: training seeds of the plugin systems, e.g. "0 1 2"; each seed's runs in <expdir>/pathways/seed<k>/, the report aggregates them
 
 options() {  # the option lines above, as "name=default  # help"
     sed -n '/^# -* options/,/^options()/p' "$0" | grep -E "^[a-z_]+="
@@ -93,11 +97,17 @@ Stages:
   22  train --dual_systems: supernet (dual_mode from the dense model), supernet_scratch, full_only (full context only), stream_only
   23  export each supernet's sparse streaming and dense full-context models (own BatchNorm statistics), decode every cell, score
   24  report: <expdir>/dual/RESULTS.md against the dense, full-context-only and LAP baselines (local/dual_report.py)
-  Sparse-sharing SSL stages (local/ssl_stages.sh, in <expdir>/ssl/; fine-tuning, baselines and report not built yet):
+  Sparse-sharing SSL stages (local/ssl_stages.sh, in <expdir>/ssl/):
   25  SSL frame targets: MFCC k-means over all languages (local/ssl_targets.py)
   26  dense multilingual SSL pre-training of the transducer's encoder (espnet_pathways.bin.ssl_train)
   27  per-language masks: monolingual IMP on the SSL loss (--ssl_sparsity)
   28  sparse-sharing SSL pre-training: the per-language masks as pathways of one encoder
+  29  fine-tune into the streaming transducer on the labelled subset (--ssl_ft_subset), per seed: no_pretrain
+      (from scratch), dense_ssl (encoder from stage 26), shared_ssl (from stage 28, dense fine-tuning),
+      shared_ssl_pathways (from stage 28, pathways fine-tuning with the same masks on the encoder),
+      lang_embedding / adapters (from stage 26 + a learned embedding / bottleneck adapters per language)
+  30  decode (streaming) and score the fine-tuned systems
+  31  report: <expdir>/ssl/RESULTS.md, per language (high/low resource), added parameters, claims (local/ssl_report.py)
 
 Options (default):
 $(options | sed -E 's/^([a-z_]+)=([^#]*)#? ?(.*)$/  --\1 (\2) \3/; s/ +\)/)/')
@@ -121,10 +131,10 @@ done
 
 if [ -z "$stop_stage" ]; then
     stop_stage=13
-    if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 24 ]; then stop_stage=28
+    if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 24 ]; then stop_stage=31
     elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
 fi
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs ssl_ft_epochs ssl_adapter_dim; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then
@@ -155,6 +165,13 @@ if [ "$dual_distill" != 0 ] && [ "$dual_policy" != both ] && awk -v x="$dual_dis
 fi
 [[ $ssl_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --ssl_sparsity must be a fraction in (0, 1), got '$ssl_sparsity'" >&2; exit 2; }
 [ "$ssl_k" -ge 2 ] || { echo "$0: --ssl_k must be at least 2, got '$ssl_k'" >&2; exit 2; }
+for s in $ssl_ft_systems; do
+    case $s in
+        no_pretrain|dense_ssl|shared_ssl|shared_ssl_pathways|lang_embedding|adapters) ;;
+        *) echo "$0: --ssl_ft_systems: unknown system '$s' (no_pretrain dense_ssl shared_ssl shared_ssl_pathways lang_embedding adapters)" >&2; exit 2 ;;
+    esac
+done
+[ "$ssl_adapter_dim" -ge 1 ] || { echo "$0: --ssl_adapter_dim must be at least 1" >&2; exit 2; }
 [ -n "${seeds// /}" ] || { echo "$0: --seeds needs at least one integer seed" >&2; exit 2; }
 for s in $seeds; do
     [[ $s =~ ^[0-9]+$ ]] || { echo "$0: --seeds takes non-negative integers, got '$s'" >&2; exit 2; }
@@ -381,6 +398,7 @@ if run_stage 13 "score WER/CER per language -> $decode_dir/RESULTS.md"; then
     end_stage 13
 fi
 
+. local/stage_helpers.sh
 . local/plugin_stages.sh
 . local/dual_stages.sh
 . local/ssl_stages.sh

@@ -12,7 +12,9 @@ model dir; skipped when EXPORT_DIR/model.pth exists) with
 own ``main`` -- stock ESPnet inference, the same code path as its command line -- on WAV_SCP
 into OUT_DIR (``--decoder batched``: ``espnet_pathways.bin.batch_inference``'s, the same search
 with utterances batched).  A RUN_DIR without ``masks.pt`` is a stock dense run (the Ref. row):
-its own config and MODEL_FILE are decoded, nothing is exported.  Why in one process: importing ESPnet costs 15-35 s per process on a busy
+its own config and MODEL_FILE are decoded, nothing is exported; where that config has
+per-language encoder modules (``lang_adapt_conf``: the embedding and adapter baselines of the
+SSL stages) it is decoded with LANG's modules (``--decoder batched`` only).  Why in one process: importing ESPnet costs 15-35 s per process on a busy
 2-core machine, more than decoding a small test set.  A failing job writes its traceback to
 LOG and the others go on; OUT_DIR/1best_recog/text appears only for a finished job.
 """
@@ -26,6 +28,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+
+def _has_language_modules(config: str) -> bool:
+    import yaml
+
+    with open(config, encoding="utf-8") as f:
+        return bool((yaml.safe_load(f) or {}).get("lang_adapt_conf"))
 
 
 def main(argv=None) -> int:
@@ -67,6 +76,11 @@ def main(argv=None) -> int:
                 cmd = ["--ngpu", args.ngpu, "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
                        "--asr_train_config", config, "--asr_model_file", model,
                        "--config", args.decode_config, "--output_dir", str(tmp)]
+                if _has_language_modules(config):  # the embedding / adapter baselines: not stock modules
+                    if args.decoder != "batched":
+                        raise RuntimeError(f"{config}: a model with per-language modules (lang_adapt_conf) is decoded "
+                                           "by --decoder batched (batch_inference --language), not stock ESPnet")
+                    cmd += ["--language", lang]
                 if streaming:  # --streaming takes any non-empty string as true
                     cmd += ["--streaming", "true"]
                 t0 = time.time()

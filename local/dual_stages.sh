@@ -17,11 +17,6 @@
 dual_root=${dual_dir:-$expdir/dual}
 [ -n "$dual_epochs" ] || dual_epochs=$plugin_epochs
 
-dual_failed() {  # dual_failed DIR STEP LOG
-    mkdir -p "$1/failed"; echo "$3" > "$1/failed/$2"; echo "  $(basename "$1"): $2 FAILED, see $3" >&2; pw_failed=1
-}
-dual_clear() { rm -f "$1/failed/$2"; rmdir "$1/failed" 2>/dev/null || true; }
-
 dual_train() {  # dual_train SYSTEM: one training run of a dual-mode system (see --help)
     local sys=$1 dir=$dual_root/seed$pseed/$1 entry cfg epochs init=() t n
     case $sys in
@@ -31,7 +26,7 @@ dual_train() {  # dual_train SYSTEM: one training run of a dual-mode system (see
     epochs=$dual_epochs; [ "$sys" = supernet_scratch ] && epochs=$scratch_epochs
     [ "$sys" = supernet_scratch ] || init=(--init_param "$dense_model")
     mkdir -p "$dir"
-    if [ -f "$dir/train/$inference_model" ]; then echo "  $sys: trained already (skipped)"; dual_clear "$dir" train; return 0; fi
+    if [ -f "$dir/train/$inference_model" ]; then echo "  $sys: trained already (skipped)"; step_clear "$dir" train; return 0; fi
     case $sys in
         supernet|supernet_scratch)
             # the pruning schedule spreads over the run as the plugin stages' over one epoch
@@ -55,9 +50,9 @@ dual_train() {  # dual_train SYSTEM: one training run of a dual-mode system (see
     if $python -m $entry "${train_common_args[@]}" --seed "$pseed" --config "$dir/train.yaml" "${init[@]}" \
         --max_epoch "$epochs" --output_dir "$dir/train" $plugin_train_args > "$dir/train/train.log" 2>&1 \
         && [ -f "$dir/train/$inference_model" ]; then
-        dual_clear "$dir" train; echo "  $sys: done"
+        step_clear "$dir" train; echo "  $sys: done"
     else
-        dual_failed "$dir" train "$dir/train/train.log"; return 1
+        step_failed "$dir" train "$dir/train/train.log"; return 1
     fi
 }
 
@@ -74,43 +69,6 @@ dual_cells() {  # dual_cells SYSTEM: "model mode run_dir model_file" lines of th
     esac
 }
 
-dual_decode() {  # dual_decode CELLS...: decode and score cells ("sdir model mode run_dir model_file"), all in one set of processes
-    local jobs_dir=$dual_root/seed$pseed/decode_jobs cell sdir m mode rd mf l ev n=0 sets
-    rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
-    for cell in "$@"; do
-        read -r sdir m mode rd mf <<< "$cell"
-        ev=$sdir/eval_${m}_$mode
-        for l in $plugin_langs; do
-            [ -f "$ev/decode/${l}_test/1best_recog/text" ] && continue
-            mkdir -p "$ev/decode"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rd" "$l" "$mf" "-" "$dump/raw/${l}_test/wav.scp" \
-                "$ev/decode/${l}_test" "$ev/decode/${l}_test.log" "$([ "$mode" = streaming ] && echo true || echo false)" \
-                >> "$jobs_dir/jobs.$((n % decode_nj))"
-            n=$((n + 1))
-        done
-    done
-    echo "  $n decoding jobs in $decode_nj processes"
-    for jobs in "$jobs_dir"/jobs.*; do
-        [ -f "$jobs" ] || continue
-        $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" --ngpu "$ngpu" \
-            --decoder "$decoder" --batch_size "$decode_batch_size" > "$jobs.log" 2>&1 &
-    done
-    wait || true
-    cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
-    for cell in "$@"; do
-        read -r sdir m mode rd mf <<< "$cell"
-        ev=$sdir/eval_${m}_$mode; sets=()
-        for l in $plugin_langs; do
-            if [ -f "$ev/decode/${l}_test/1best_recog/text" ]; then dual_clear "$sdir" "decode_${m}_${mode}_$l"; sets+=("${l}_test")
-            else dual_failed "$sdir" "decode_${m}_${mode}_$l" "$ev/decode/${l}_test.log"; fi
-        done
-        [ ${#sets[@]} -gt 0 ] || continue
-        $python local/score.py --decode_dir "$ev/decode" --ref_dir "$dump/raw" --sets "${sets[@]}" --out "$ev/RESULTS.md" \
-            --title "$(basename "$sdir"), $m model, $mode decoding by $decoder_desc" > "$ev/score.log" 2>&1 \
-            && dual_clear "$sdir" "score_${m}_$mode" || dual_failed "$sdir" "score_${m}_$mode" "$ev/score.log"
-    done
-}
-
 if [ "$stop_stage" -ge 22 ] && [ "$stage" -le 23 ] && [ ! -f "$dense_model" ]; then
     echo "$0: dual-mode stages 22-23 start from the dense model $dense_model: run stages 10-11 first" >&2; exit 1
 fi
@@ -124,18 +82,18 @@ for pseed in $seeds; do
         cells=()
         for sys in $dual_systems; do
             dir=$dual_root/seed$pseed/$sys
-            [ -f "$dir/train/$inference_model" ] || { dual_failed "$dir" decode "$dir/train/train.log (not trained)"; continue; }
+            [ -f "$dir/train/$inference_model" ] || { step_failed "$dir" decode "$dir/train/train.log (not trained)"; continue; }
             if [[ $sys == supernet* ]] && [ ! -f "$dir/export/dense_full/model.pth" ]; then
                 $python -m espnet_pathways.bin.export_dual --exp "$dir/train" --out "$dir/export" \
                     --calib_data "$dump/raw/train/wav.scp" --calib_batches "$dual_calib_batches" --seed "$pseed" \
-                    > "$dir/export.log" 2>&1 && dual_clear "$dir" export || { dual_failed "$dir" export "$dir/export.log"; continue; }
+                    > "$dir/export.log" 2>&1 && step_clear "$dir" export || { step_failed "$dir" export "$dir/export.log"; continue; }
             fi
             while read -r c; do cells+=("$dir $c"); done < <(dual_cells "$sys")
         done
         dense_dir=$dual_root/dense  # the stage-11 model, decoded both ways once for every seed
         mkdir -p "$dense_dir"
         cells+=("$dense_dir dense streaming $asr_exp $dense_model" "$dense_dir dense full $asr_exp $dense_model")
-        dual_decode "${cells[@]}"
+        decode_cells "$dual_root/seed$pseed/decode_jobs" "${cells[@]}"
         end_stage 23
     fi
 done

@@ -5,8 +5,12 @@
 #   $ssl_dir/ssl_dense/        dense multilingual SSL pre-training (the "standard XLSR" baseline), stage 26
 #   $ssl_dir/ssl_imp/train_<l>/  per-language masks: monolingual IMP on the SSL loss, stage 27
 #   $ssl_dir/ssl_shared/       sparse-sharing pre-training (mode pathways with those masks), stage 28
-# ($ssl_dir defaults to $expdir/ssl.) Fine-tuning into the streaming transducer, the baselines and
-# the report are not built yet. A finished step is skipped on a re-run.
+#   $ssl_dir/ft_data/          the labelled fine-tuning subset (--ssl_ft_subset), stage 29
+#   $ssl_dir/seed<k>/<system>/ fine-tuning into the streaming transducer, one dir per --ssl_ft_systems
+#                              entry and training seed: train.yaml, train/, eval_<model>_streaming/, stages 29-30
+#   $ssl_dir/RESULTS.md        the report, stage 31
+# ($ssl_dir defaults to $expdir/ssl.) Pre-training runs once (--seed); fine-tuning once per --seeds.
+# A finished step is skipped on a re-run; a failed one is marked in <dir>/failed/ and retried.
 #
 # shellcheck shell=bash disable=SC2154
 
@@ -88,6 +92,84 @@ if run_stage 28 "sparse-sharing SSL pre-training ($ssl_share_epochs epochs, the 
         ssl_failed=1
     fi
     end_stage 28
+fi
+
+# ---------------------------------------------------------------- fine-tuning (stages 29-31)
+ssl_ft_data=$ssl_root/ft_data
+ssl_ft_init() {  # ssl_ft_init SYSTEM: the pre-trained model whose encoder SYSTEM starts from ("" = none)
+    case $1 in
+        no_pretrain) echo "" ;;
+        dense_ssl|lang_embedding|adapters) echo "$ssl_root/ssl_dense/$inference_model" ;;
+        shared_ssl|shared_ssl_pathways) echo "$ssl_root/ssl_shared/train/$inference_model" ;;
+    esac
+}
+ssl_ft_args() {  # ssl_ft_args: the transducer's ESPnet arguments, trained on the labelled subset only
+    local a
+    for a in "${train_common_args[@]}"; do
+        case $a in
+            "$stats_dir/train/speech_shape") echo "$ssl_ft_data/speech_shape" ;;
+            "$stats_dir/train/text_shape.$token_tag") echo "$ssl_ft_data/text_shape.$token_tag" ;;
+            *) echo "$a" ;;
+        esac
+    done
+}
+ssl_ft_train() {  # ssl_ft_train SYSTEM: one fine-tuning run into $ssl_root/seed$pseed/SYSTEM/train
+    local sys=$1 dir=$ssl_root/seed$pseed/$1 init cfg items=() sets=() args=()
+    init=$(ssl_ft_init "$sys")
+    if [ -f "$dir/train/$inference_model" ]; then echo "  $sys: trained already (skipped)"; step_clear "$dir" train; return 0; fi
+    if [ -n "$init" ] && [ ! -f "$init" ]; then step_failed "$dir" train "$init (missing: run stages 26-28 first)"; return 1; fi
+    case $sys in
+        shared_ssl_pathways) items=(mode=pathways "languages=[${plugin_langs// /, }]" "init_masks=$ssl_root/ssl_shared/init_masks.pt"
+                                    "prunable={prefixes: [encoder.]}") ;;
+        lang_embedding) sets=(--set lang_adapt_conf.type=embedding --set "lang_adapt_conf.languages=[${plugin_langs// /, }]") ;;
+        adapters) sets=(--set lang_adapt_conf.type=adapter --set "lang_adapt_conf.languages=[${plugin_langs// /, }]"
+                        --set "lang_adapt_conf.bottleneck=$ssl_adapter_dim") ;;
+    esac
+    mkdir -p "$dir/train"
+    cfg=$dir/train.yaml
+    $python local/pathways_config.py --base "$train_config" --out "$cfg" "${sets[@]}" "${items[@]}"
+    mapfile -t args < <(ssl_ft_args)
+    [ -n "$init" ] && args+=(--init_param "$init:encoder:encoder")
+    echo "  $sys: fine-tuning ($ssl_ft_epochs epochs${init:+, encoder from $init}), log: $dir/train/train.log"
+    if $python -m espnet_pathways.bin.pathways_train "${args[@]}" --seed "$pseed" --config "$cfg" \
+        --max_epoch "$ssl_ft_epochs" --output_dir "$dir/train" > "$dir/train/train.log" 2>&1 \
+        && [ -f "$dir/train/$inference_model" ]; then
+        step_clear "$dir" train; echo "  $sys: done"
+    else
+        step_failed "$dir" train "$dir/train/train.log"; return 1
+    fi
+}
+
+if run_stage 29 "fine-tuning subset ($ssl_ft_subset) and fine-tuning ($ssl_ft_systems) -> $ssl_root/seed<k>/"; then
+    if ! $python local/ft_subset.py --mls_root "${mls_root:-$corpus_dir}" --langs $plugin_langs --subset "$ssl_ft_subset" \
+        --shape_dir "$stats_dir/train" --token_tag "$token_tag" --out "$ssl_ft_data"; then
+        echo "$0: stage 29: no fine-tuning subset" >&2; exit 1
+    fi
+    for pseed in $seeds; do
+        for sys in $ssl_ft_systems; do ssl_ft_train "$sys" || ssl_failed=1; done
+    done
+    end_stage 29
+fi
+
+if run_stage 30 "decode (streaming) and score the fine-tuned systems ($ssl_ft_systems)"; then
+    for pseed in $seeds; do
+        cells=()
+        for sys in $ssl_ft_systems; do
+            dir=$ssl_root/seed$pseed/$sys
+            [ -f "$dir/train/$inference_model" ] || { step_failed "$dir" decode "$dir/train/train.log (not trained)"; ssl_failed=1; continue; }
+            m=dense; [ -f "$dir/train/masks.pt" ] && m=pathway  # pathways: each language's θ ⊙ m_l exported
+            cells+=("$dir $m streaming $dir/train $dir/train/$inference_model")
+        done
+        [ ${#cells[@]} -gt 0 ] && decode_cells "$ssl_root/seed$pseed/decode_jobs" "${cells[@]}"
+    done
+    end_stage 30
+fi
+
+if run_stage 31 "sparse-sharing SSL report -> $ssl_root/RESULTS.md"; then
+    # shellcheck disable=SC2086
+    $python local/ssl_report.py --ssl_dir "$ssl_root" --langs $plugin_langs --seeds $seeds --systems $ssl_ft_systems \
+        --shape_file "$stats_dir/train/speech_shape" --decoder "$decoder" || ssl_failed=1
+    end_stage 31
 fi
 
 [ "$ssl_failed" = 0 ] || pw_failed=1

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Stage 31: the sparse-sharing SSL report -- fine-tuned systems per language, with their costs.
+
+    local/ssl_report.py --ssl_dir exp/ssl --langs en fr it nl [--seeds 0 1 2] \\
+        [--systems no_pretrain dense_ssl shared_ssl shared_ssl_pathways lang_embedding adapters] \\
+        [--shape_file exp/asr_stats_char/train/speech_shape] [--low_ratio 0.5]
+
+Reads ``<ssl_dir>/seed<k>/<system>/eval_<dense|pathway>_streaming/results.json`` (stage 30:
+local/score.py), the fine-tuned checkpoints (``train/valid.loss.ave.pth``, ``train/masks.pt``)
+and ``<ssl_dir>/ft_data/summary.json`` (the labelled subset).  Writes ``<ssl_dir>/RESULTS.md``
+and ``<ssl_dir>/report.json``:
+
+* one table per metric (CER, WER): rows = systems; columns = per language (marked H / L:
+  high / low resource, from the pre-training audio: L when a language has less than
+  ``--low_ratio`` times the largest language's) and the average (mean ± sd over seeds,
+  "k/N seeds" when some are missing), parameters added to the stock transducer (the
+  per-language embeddings / adapters) and storage added for deployment (their fp32 values;
+  for pathway fine-tuning one bit per encoder element and language for the masks);
+* the claims, each with per-seed differences, the pooled paired bootstrap interval and the
+  verdict rule of ``espnet_pathways.stats.verdict`` (local/report.py's ``compare``), on the
+  high- and the low-resource languages separately.
+
+Errors: one line, exit 2.  Exit 1 when no system has results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from report import METRICS, ReportError, Stats, System, compare, comparison_lines, run_state, seed_list
+
+from espnet_pathways.stats import DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES
+
+SYSTEMS = {  # name: (label, what)
+    "no_pretrain": ("no pre-training", "the streaming transducer trained from scratch on the labelled subset"),
+    "dense_ssl": ("standard SSL (dense)", "encoder from dense multilingual SSL pre-training (stage 26), fine-tuned"),
+    "shared_ssl": ("sparse sharing", "encoder from sparse-sharing pre-training (stage 28), fine-tuned dense"),
+    "shared_ssl_pathways": ("sparse sharing + pathway FT", "encoder from sparse-sharing pre-training, fine-tuned with "
+                            "the same per-language masks on the encoder (each language's model: θ ⊙ m_l)"),
+    "lang_embedding": ("language embedding", "encoder from stage 26 + a learned vector per language added after subsampling"),
+    "adapters": ("language adapters", "encoder from stage 26 + a bottleneck adapter per language after each encoder block"),
+}
+
+
+def eval_dir(ssl_dir: Path, k: int, name: str) -> Path:
+    d = ssl_dir / f"seed{k}" / name
+    return d / ("eval_pathway_streaming" if (d / "train" / "masks.pt").is_file() else "eval_dense_streaming")
+
+
+def added_cost(ssl_dir: Path, k: int, name: str) -> tuple[int, int] | None:
+    """(parameters added to the stock transducer, bytes of storage they and any masks add)."""
+    import torch
+
+    train = ssl_dir / f"seed{k}" / name / "train"
+    model = train / "valid.loss.ave.pth"
+    if not model.is_file():
+        return None
+    sd = torch.load(model, map_location="cpu", weights_only=True)
+    added = sum(v.numel() for key, v in sd.items() if key.startswith("lang_adapt."))
+    bits = 0
+    if (train / "masks.pt").is_file():
+        from espnet_pathways.masks import PathwayMasks
+
+        masks = PathwayMasks.load(train / "masks.pt")
+        per_lang = sum(_numel(s) for s in masks.shapes.values())
+        bits = per_lang * len(masks.languages)
+    return added, 4 * added + (bits + 7) // 8
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def resource_levels(shape_file: Path | None, langs, low_ratio: float) -> dict[str, str]:
+    """lang -> "H" / "L" from each language's pre-training audio (stage 10's speech_shape)."""
+    if shape_file is None:
+        return {}
+    if not shape_file.is_file():
+        raise ReportError(f"--shape_file {shape_file}: no such file")
+    frames = dict.fromkeys(langs, 0)
+    for line in shape_file.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            utt, shape = line.split(maxsplit=1)
+            lang = utt.split("_", 1)[0]
+            if lang in frames:
+                frames[lang] += int(shape.split(",")[0])
+    top = max(frames.values()) or 1
+    return {lang: ("L" if n < low_ratio * top else "H") for lang, n in frames.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ssl_dir", type=Path, required=True)
+    p.add_argument("--langs", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=seed_list, default=[0])
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS))
+    p.add_argument("--shape_file", type=Path, help="stage 10's train speech_shape (the high/low resource marks)")
+    p.add_argument("--low_ratio", type=float, default=0.5)
+    p.add_argument("--metric", choices=sorted(METRICS), default="cer")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
+    p.add_argument("--min_seeds", type=int, default=DEFAULT_MIN_SEEDS)
+    p.add_argument("--decoder", default="batched")
+    args = p.parse_args(argv)
+    try:
+        return report(args)
+    except ReportError as e:
+        print(f"ssl_report.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def report(args) -> int:
+    langs, seeds = args.langs, args.seeds
+    if len(set(langs)) != len(langs):
+        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
+    if len(set(seeds)) != len(seeds):
+        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, seeds))}")
+    unknown = [s for s in args.systems if s not in SYSTEMS]
+    if unknown:
+        raise ReportError(f"--systems: unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})")
+    if not 0 < args.low_ratio <= 1:
+        raise ReportError(f"--low_ratio: a fraction in (0, 1], got {args.low_ratio}")
+    levels = resource_levels(args.shape_file, langs, args.low_ratio)
+    subset = {}
+    summary = args.ssl_dir / "ft_data" / "summary.json"
+    if summary.is_file():
+        subset = json.loads(summary.read_text(encoding="utf-8"))
+    systems: dict[str, System] = {}
+    cost: dict[str, tuple[int, int] | None] = {}
+    for name in args.systems:
+        label = SYSTEMS[name][0]
+        runs = {k: run_state(eval_dir(args.ssl_dir, k, name), langs, is_dense=True) for k in seeds}
+        systems[label] = System(label, runs, seeds, langs)
+        cost[label] = next((c for k in seeds if (c := added_cost(args.ssl_dir, k, name)) is not None), None)
+    if not any(s.has_any() for s in systems.values()):
+        print("ssl_report.py: no results yet (stages 29-30)", file=sys.stderr)
+        return 1
+    st = Stats(args.metric, args.resamples, args.min_seeds)
+    col = {lang: f"{lang.upper()} ({levels[lang]})" if lang in levels else lang.upper() for lang in langs}
+    data = "; ".join(f"{lang}: {v['subset']}, {v['utterances']} utterances, {v['hours']:.2f} h"
+                     for lang, v in subset.items()) or "see ft_data/summary.json"
+    md = ["# Sparse-sharing SSL pre-training, fine-tuned into the streaming transducer", "",
+          f"Languages: {', '.join(langs)} (H / L: high / low resource by pre-training audio, L below "
+          f"{args.low_ratio:g}× the largest language's); labelled fine-tuning data: {data}. Pre-training: every "
+          "training utterance's audio, no transcripts. Training seeds of the fine-tuning runs: "
+          f"{', '.join(map(str, seeds))} (mean ± standard deviation over the seeds that finished; pre-training ran once). "
+          "Error rates (%) of streaming decoding on each language's test set. Added parameters and storage: "
+          "beyond the stock transducer (per-language embeddings or adapters in fp32; pathway fine-tuning stores "
+          "one bit per encoder element and language for its masks).", ""]
+    for metric in (args.metric, *[m for m in METRICS if m != args.metric]):
+        head = ["System"] + [col[x] for x in langs] + ["Avg.", "Added params", "Added storage (kB)"]
+        md += [f"## {metric.upper()}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, sy in systems.items():
+            c = cost[label]
+            cells = [label] + [sy.cell(metric, x)[1] for x in langs] + [sy.avg_cell(metric)[1]]
+            cells += [f"{c[0]:,}" if c else "–", f"{c[1] / 1e3:.1f}" if c else "–"]
+            md.append("| " + " | ".join(cells) + " |")
+        md.append("")
+    md += ["Rows: " + "; ".join(f"**{SYSTEMS[n][0]}**: {SYSTEMS[n][1]}" for n in args.systems) + ".", ""]
+
+    groups = [(g, [x for x in langs if levels.get(x) == g]) for g in ("H", "L")] if levels else [("all", langs)]
+    groups = [(g, ls) for g, ls in groups if ls]
+    gname = {"H": "high-resource", "L": "low-resource", "all": "all"}
+    claims = []
+    for a in ("sparse sharing", "sparse sharing + pathway FT"):
+        for g, ls in groups:
+            claims.append((f"{a} beats standard SSL on the {gname[g]} languages ({', '.join(ls)})", a,
+                           "standard SSL (dense)", ls))
+        for b in ("language adapters", "language embedding"):
+            claims.append((f"{a} beats {b} (all languages)", a, b, langs))
+    claims.append(("standard SSL beats no pre-training (all languages)", "standard SSL (dense)", "no pre-training", langs))
+    md += [f"## Claims (on {args.metric.upper()})", "",
+           "Rule: supported when the difference has the claimed sign on every seed, there are at least "
+           f"{args.min_seeds} seeds, and the 95% paired bootstrap interval of the average difference lies below 0; "
+           "refuted in the mirror case; else inconclusive. Added parameters are in the tables above.", ""]
+    out_claims = []
+    for title, a, b, ls in claims:
+        if a not in systems or b not in systems or not systems[a].has_any() or not systems[b].has_any():
+            md += [f"- **{title}**: not tested (`{a}` or `{b}` has no results)", ""]
+            out_claims.append(dict(claim=title, a=a, b=b, verdict="not tested"))
+            continue
+        c = compare(systems, a, b, ls, st)
+        lines = comparison_lines(c, args.metric)
+        md += [f"- **{title}**: **{c['verdict'].verdict}**", f"  - {lines[0]}"] + [f"  {x}" for x in lines[1:]] + [""]
+        out_claims.append(dict(claim=title, a=a, b=b, langs=ls, verdict=c["verdict"].verdict, why=c["verdict"].why,
+                               per_seed=c["per_seed"], interval=str(c["interval"]) if c["interval"] else None))
+    (args.ssl_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    table = {label: dict(added_params=cost[label][0] if cost[label] else None,
+                         added_bytes=cost[label][1] if cost[label] else None,
+                         **{m: {x: systems[label].cell(m, x)[0] for x in langs} for m in METRICS})
+             for label in systems}
+    (args.ssl_dir / "report.json").write_text(
+        json.dumps(dict(langs=langs, seeds=seeds, levels=levels, subset=subset, rows=table, claims=out_claims),
+                   indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.ssl_dir / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

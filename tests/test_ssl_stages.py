@@ -1,0 +1,111 @@
+"""SSL fine-tuning stages: the labelled subset (local/ft_subset.py) and the report (local/ssl_report.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from espnet_pathways.masks import MaskSet, PathwayMasks
+from test_plugin_stages import results
+from tiny_asr import ROOT
+
+FT = [sys.executable, str(ROOT / "local" / "ft_subset.py")]
+REPORT = [sys.executable, str(ROOT / "local" / "ssl_report.py")]
+
+
+def fake_mls(root: Path, lang_dir: str, n: int, ten: int, one: int, spk0: int) -> list[str]:
+    """An MLS language folder's handle files: ``ten`` handles in 9hr + 1hr, ``one`` of them in 1hr."""
+    handles = [f"{spk0 + i}_7_{i:06d}" for i in range(n)]
+    ls = root / lang_dir / "train" / "limited_supervision"
+    (ls / "9hr").mkdir(parents=True)
+    (ls / "9hr" / "handles.txt").write_text("\n".join(handles[one:ten]) + "\n")
+    for k in range(6):
+        (ls / "1hr" / str(k)).mkdir(parents=True)
+        (ls / "1hr" / str(k) / "handles.txt").write_text("\n".join(handles[k:one:6]) + "\n")
+    return handles
+
+
+def test_ft_subset_keeps_the_handles_utterances_and_counts_stage4_drops(tmp_path):
+    mls = tmp_path / "mls"
+    en = fake_mls(mls, "mls_english", 40, 20, 12, 100)
+    fr = fake_mls(mls, "mls_french", 30, 10, 6, 500)
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    uid = {h: f"{lang}_{h.split('_')[0].zfill(6)}_{h.split('_', 1)[1]}" for lang, hs in (("en", en), ("fr", fr)) for h in hs}
+    kept = [u for h, u in uid.items() if h != en[3]]  # en[3] (a 1hr handle) was dropped by stage 4
+    (shapes / "speech_shape").write_text("".join(f"{u} 16000\n" for u in kept))
+    (shapes / "text_shape.char").write_text("".join(f"{u} 12,30\n" for u in kept))
+    out = tmp_path / "ft"
+    proc = subprocess.run(FT + ["--mls_root", str(mls), "--langs", "en", "fr", "--subset", "en=1h,fr=10h",
+                                "--shape_dir", str(shapes), "--token_tag", "char", "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["en"] == dict(subset="1h", utterances=11, hours=round(11 / 3600, 3), dropped_by_stage4=1)
+    assert s["fr"]["utterances"] == 10 and s["fr"]["dropped_by_stage4"] == 0
+    listed = (out / "utt_list").read_text().split()
+    assert set(listed) == {uid[h] for h in en[:12] if h != en[3]} | {uid[h] for h in fr[:10]}
+    assert [x.split()[0] for x in (out / "text_shape.char").read_text().splitlines()] == listed
+    bad = subprocess.run(FT + ["--mls_root", str(mls), "--langs", "en", "--subset", "5h", "--shape_dir", str(shapes),
+                               "--token_tag", "char", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 1 and "--ssl_ft_subset: '5h'" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def _ft_run(ssl: Path, k: int, name: str, wers: dict, model: dict | None = None, pathway=False):
+    d = ssl / f"seed{k}" / name
+    results(d / ("eval_pathway_streaming" if pathway else "eval_dense_streaming"), wers)
+    (d / "train").mkdir(parents=True, exist_ok=True)
+    torch.save(model or {"encoder.w": torch.zeros(4, 4)}, d / "train" / "valid.loss.ave.pth")
+    if pathway:
+        m = {"encoder.w": torch.rand(4, 4) < 0.5}
+        PathwayMasks({"en": MaskSet(m), "fr": MaskSet({"encoder.w": ~m["encoder.w"]})}).save(d / "train" / "masks.pt")
+
+
+def test_ssl_report_marks_resource_levels_counts_added_parameters_and_gives_verdicts(tmp_path):
+    ssl = tmp_path / "ssl"
+    for k in (0, 1, 2):
+        _ft_run(ssl, k, "dense_ssl", {"en": 50.0, "fr": 60.0})
+        _ft_run(ssl, k, "shared_ssl", {"en": 40.0, "fr": 50.0})  # every utterance better than dense_ssl
+        _ft_run(ssl, k, "shared_ssl_pathways", {"en": 50.0, "fr": 60.0}, pathway=True)  # equal
+        _ft_run(ssl, k, "adapters", {"en": 45.0, "fr": 55.0},
+                model={"encoder.w": torch.zeros(4, 4), "lang_adapt.adapters.0.0.down.weight": torch.zeros(2, 4)})
+    shape = tmp_path / "speech_shape"
+    shape.write_text("en_1_1_1 300000,80\nen_1_1_2 300000,80\nfr_2_1_1 200000,80\n")
+    proc = subprocess.run(REPORT + ["--ssl_dir", str(ssl), "--langs", "en", "fr", "--seeds", "0", "1", "2",
+                                    "--systems", "no_pretrain", "dense_ssl", "shared_ssl", "shared_ssl_pathways",
+                                    "adapters", "--shape_file", str(shape), "--resamples", "200"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((ssl / "report.json").read_text())
+    assert rep["levels"] == {"en": "H", "fr": "L"}
+    rows = rep["rows"]
+    assert rows["language adapters"]["added_params"] == 8 and rows["language adapters"]["added_bytes"] == 32
+    assert rows["sparse sharing + pathway FT"]["added_params"] == 0
+    assert rows["sparse sharing + pathway FT"]["added_bytes"] == 4  # 16 elements x 2 languages, 1 bit each
+    assert rows["sparse sharing"]["cer"] == {"en": 20.0, "fr": 25.0}
+    verdicts = {c["claim"]: c["verdict"] for c in rep["claims"]}
+    assert verdicts["sparse sharing beats standard SSL on the high-resource languages (en)"] == "supported"
+    assert verdicts["sparse sharing beats standard SSL on the low-resource languages (fr)"] == "supported"
+    assert verdicts["sparse sharing beats language adapters (all languages)"] == "supported"
+    assert verdicts["sparse sharing + pathway FT beats language adapters (all languages)"] == "refuted"
+    assert verdicts["sparse sharing + pathway FT beats standard SSL on the low-resource languages (fr)"] == "inconclusive"
+    assert verdicts["standard SSL beats no pre-training (all languages)"] == "not tested"
+    md = (ssl / "RESULTS.md").read_text()
+    assert "| EN (H) | FR (L) |" in md and "| no pre-training | – | – | – | – | – |" in md
+
+
+def test_ssl_report_bad_options_are_one_line_errors(tmp_path):
+    for extra, msg in ((["--systems", "xlsr"], "--systems: unknown system 'xlsr'"),
+                       (["--seeds", "0", "0"], "--seeds: a seed is given twice"),
+                       (["--shape_file", str(tmp_path / "nope")], "nope: no such file")):
+        proc = subprocess.run(REPORT + ["--ssl_dir", str(tmp_path), "--langs", "en", *extra],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and msg in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    empty = subprocess.run(REPORT + ["--ssl_dir", str(tmp_path), "--langs", "en"], capture_output=True, text=True,
+                           timeout=60)
+    assert empty.returncode == 1 and "no results yet" in empty.stderr
