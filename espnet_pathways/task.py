@@ -123,6 +123,47 @@ def data_languages(
     return {u: language_of(u, table) for u in utts}, source
 
 
+def check_init_param(spec: str, model: torch.nn.Module) -> None:
+    """``--init_param`` ``<file>:<src_key>:<dst_key>:<excludes>`` must fit the model, as ESPnet will load it.
+
+    ESPnet's own load fails with a multi-screen message on a shape mismatch (e.g. an SSL model
+    pre-trained with another ``encoder_conf``), and loads nothing, silently, when ``src_key``
+    matches no tensor.  Here both are one line naming the file and the first bad tensor.
+    """
+    path, src_key, dst_key, excludes = (spec.split(":", 4) + [None] * 3)[:4]
+    if not Path(path).is_file():
+        raise PathwaysError(f"--init_param {path}: no such file")
+    try:
+        src = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint
+        raise PathwaysError(f"--init_param {path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(src, dict) and "module" in src:
+        src = src["module"]
+    if not isinstance(src, dict):
+        raise PathwaysError(f"--init_param {path}: not a state dict")
+    for e in (excludes or "").split(","):
+        if e:
+            src = {k: v for k, v in src.items() if not k.startswith(e)}
+    if src_key:
+        src = {k[len(src_key) + 1:]: v for k, v in src.items() if k.startswith(src_key)}
+        if not src:
+            raise PathwaysError(f"--init_param {spec}: {path} has no tensor under {src_key!r}")
+    dst = model
+    for k in (dst_key or "").split("."):
+        if k:
+            dst = getattr(dst, k, None)
+            if dst is None:
+                raise PathwaysError(f"--init_param {spec}: the model has no module {dst_key!r}")
+    dst_state = dst.state_dict()
+    where = f"{dst_key}." if dst_key else ""
+    for k, v in src.items():
+        if k not in dst_state:
+            raise PathwaysError(f"--init_param {path}: {where}{k} is not in the model (configs differ)")
+        if torch.is_tensor(v) and tuple(v.shape) != tuple(dst_state[k].shape):
+            raise PathwaysError(f"--init_param {path}: {where}{k} has shape {tuple(v.shape)}, the model's "
+                                f"{tuple(dst_state[k].shape)} (the encoder or model configs differ)")
+
+
 def _adapted_languages(args: argparse.Namespace, cfg: PathwaysConfig | None, cond) -> dict[str, str]:
     """utt -> language of the training and validation data; every language must have its modules."""
     utt2lang, source = data_languages(args, cfg, "train")
@@ -195,6 +236,9 @@ class ASRPathwaysTask(ASRTransducerTask):
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+        if not getattr(args, "collect_stats", False) and not getattr(args, "ignore_init_mismatch", False):
+            for spec in getattr(args, "init_param", None) or []:
+                check_init_param(spec, model)
         optimizers = super().build_optimizers(args, model)
         cfg = pathways_config(args)
         cls._controller = None

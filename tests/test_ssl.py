@@ -102,6 +102,34 @@ def test_init_param_loads_the_encoder_into_the_transducer_name_for_name(tmp_path
     assert names and all(n.startswith("encoder.") for n in names) and set(names) <= set(dict(asr.named_parameters()))
 
 
+def test_init_param_from_an_ssl_model_of_another_encoder_config_is_one_line_error(tmp_path):
+    from espnet_pathways.task import ASRPathwaysTask, check_init_param
+
+    args = _args()
+    args.token_list = [str(i) for i in range(K)]
+    args.ssl_conf = {"final_dim": 16}
+    args.encoder_conf["body_conf"][0]["linear_size"] = 48  # another feed-forward width
+    other = EncoderSSLTask.build_model(args)
+    path = tmp_path / "ssl_other.pth"
+    torch.save(other.state_dict(), path)
+    asr = build(seed=0)
+    with pytest.raises(PathwaysError, match=r"ssl_other.pth: encoder\..*has shape \(48, 32\), the model's \(64, 32\)"):
+        check_init_param(f"{path}:encoder:encoder", asr)
+    with pytest.raises(PathwaysError, match="has no tensor under 'encoders'"):
+        check_init_param(f"{path}:encoders:encoder", asr)
+    with pytest.raises(PathwaysError, match="nope.pth: no such file"):
+        check_init_param(f"{tmp_path / 'nope.pth'}:encoder:encoder", asr)
+    same = ssl_model(seed=3)
+    torch.save(same.state_dict(), tmp_path / "ssl.pth")
+    check_init_param(f"{tmp_path / 'ssl.pth'}:encoder:encoder", asr)  # fits: no error
+    with pytest.raises(PathwaysError, match=r"ssl.pth: (masking|ssl_loss)\S* is not in the model"):
+        check_init_param(f"{tmp_path / 'ssl.pth'}", asr)  # the whole SSL model: its head is no transducer part
+    train_args = _args()  # the training entry point checks every --init_param before anything is written
+    train_args.init_param = [f"{path}:encoder:encoder"]
+    with pytest.raises(PathwaysError, match="has shape"):
+        ASRPathwaysTask.build_optimizers(train_args, asr)
+
+
 def test_pathways_on_the_ssl_model_keep_the_invariants():
     from test_model import random_masks
 
