@@ -106,7 +106,7 @@ Stages:
       (from scratch), dense_ssl (encoder from stage 26), shared_ssl (from stage 28, dense fine-tuning),
       shared_ssl_pathways (from stage 28, pathways fine-tuning with the same masks on the encoder),
       lang_embedding / adapters (from stage 26 + a learned embedding / bottleneck adapters per language)
-  30  decode (streaming) and score the fine-tuned systems
+  30  decode (streaming; always the batched decoder: the embedding and adapter modules are not stock ESPnet) and score
   31  report: <expdir>/ssl/RESULTS.md, per language (high/low resource), added parameters, claims (local/ssl_report.py)
 
 Options (default):

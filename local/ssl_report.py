@@ -104,7 +104,6 @@ def main(argv=None) -> int:
     p.add_argument("--metric", choices=sorted(METRICS), default="cer")
     p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
     p.add_argument("--min_seeds", type=int, default=DEFAULT_MIN_SEEDS)
-    p.add_argument("--decoder", default="batched")
     args = p.parse_args(argv)
     try:
         return report(args)
@@ -148,7 +147,8 @@ def report(args) -> int:
           f"{args.low_ratio:g}× the largest language's); labelled fine-tuning data: {data}. Pre-training: every "
           "training utterance's audio, no transcripts. Training seeds of the fine-tuning runs: "
           f"{', '.join(map(str, seeds))} (mean ± standard deviation over the seeds that finished; pre-training ran once). "
-          "Error rates (%) of streaming decoding on each language's test set. Added parameters and storage: "
+          "Error rates (%) of streaming decoding on each language's test set by `espnet_pathways.bin.batch_inference` "
+          "(ESPnet's beam search with utterances batched; `--language` for the embedding and adapter systems). Added parameters and storage: "
           "beyond the stock transducer (per-language embeddings or adapters in fp32; pathway fine-tuning stores "
           "one bit per encoder element and language for its masks).", ""]
     for metric in (args.metric, *[m for m in METRICS if m != args.metric]):

@@ -151,7 +151,11 @@ if run_stage 29 "fine-tuning subset ($ssl_ft_subset) and fine-tuning ($ssl_ft_sy
     end_stage 29
 fi
 
-if run_stage 30 "decode (streaming) and score the fine-tuned systems ($ssl_ft_systems)"; then
+if run_stage 30 "decode (streaming, batched decoder) and score the fine-tuned systems ($ssl_ft_systems)"; then
+    # Every system with the batched decoder (ESPnet's search, the same hypotheses): the embedding
+    # and adapter systems' modules are not stock ESPnet, and one decoder keeps the rows comparable.
+    stage_decoder=$decoder stage_desc=$decoder_desc
+    decoder=batched decoder_desc="espnet_pathways.bin.batch_inference (ESPnet's search, batched)"
     for pseed in $seeds; do
         cells=()
         for sys in $ssl_ft_systems; do
@@ -162,13 +166,14 @@ if run_stage 30 "decode (streaming) and score the fine-tuned systems ($ssl_ft_sy
         done
         [ ${#cells[@]} -gt 0 ] && decode_cells "$ssl_root/seed$pseed/decode_jobs" "${cells[@]}"
     done
+    decoder=$stage_decoder decoder_desc=$stage_desc
     end_stage 30
 fi
 
 if run_stage 31 "sparse-sharing SSL report -> $ssl_root/RESULTS.md"; then
     # shellcheck disable=SC2086
     $python local/ssl_report.py --ssl_dir "$ssl_root" --langs $plugin_langs --seeds $seeds --systems $ssl_ft_systems \
-        --shape_file "$stats_dir/train/speech_shape" --decoder "$decoder" || ssl_failed=1
+        --shape_file "$stats_dir/train/speech_shape" || ssl_failed=1
     end_stage 31
 fi
 
