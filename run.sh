@@ -172,6 +172,13 @@ for s in $ssl_ft_systems; do
     esac
 done
 [ "$ssl_adapter_dim" -ge 1 ] || { echo "$0: --ssl_adapter_dim must be at least 1" >&2; exit 2; }
+for v in langs plugin_langs; do
+    [ "$v" = plugin_langs ] && [ -z "$plugin_langs" ] && continue
+    [ -n "${!v// /}" ] || { echo "$0: --$v needs at least one language code" >&2; exit 2; }
+    # shellcheck disable=SC2086
+    dup=$(printf '%s\n' ${!v} | sort | uniq -d | head -1)
+    [ -z "$dup" ] || { echo "$0: --$v: '$dup' is given twice in '${!v}'" >&2; exit 2; }
+done
 [ -n "${seeds// /}" ] || { echo "$0: --seeds needs at least one integer seed" >&2; exit 2; }
 for s in $seeds; do
     [[ $s =~ ^[0-9]+$ ]] || { echo "$0: --seeds takes non-negative integers, got '$s'" >&2; exit 2; }
@@ -208,7 +215,6 @@ bpemodel=$token_dir/bpe.model
 token_list=$token_dir/tokens.txt
 stats_dir=$expdir/asr_stats_$token_tag
 asr_exp=$expdir/asr_${tag}
-mkdir -p "$expdir/logs"
 stage_times=$expdir/stage_times.tsv
 
 run_stage() {  # run_stage N "description": true if stage N is selected, prints a header
@@ -218,6 +224,7 @@ run_stage() {  # run_stage N "description": true if stage N is selected, prints 
 }
 end_stage() {  # end_stage N: records the wall time of stage N
     local took=$((SECONDS - stage_start))
+    mkdir -p "$expdir"  # created by the first stage that finishes: a failed stage 1 leaves no empty dirs
     printf '%s\t%s\t%s\n' "$1" "$took" "$(date -u +%FT%TZ)" >> "$stage_times"
     echo "$(date '+%H:%M:%S') Stage $1 done in ${took}s"
 }
@@ -292,7 +299,7 @@ if run_stage 10 "statistics for global normalisation ($stats_dir)"; then
     if [ -f "$stats_dir/train/feats_stats.npz" ]; then
         echo "  $stats_dir exists: skipped"
     else
-        log=$expdir/logs/stage10_stats.log
+        log=$expdir/logs/stage10_stats.log; mkdir -p "$expdir/logs"
         echo "  log: $log"
         rm -rf "$stats_dir.tmp"
         # shellcheck disable=SC2046

@@ -336,6 +336,12 @@ def masks_from_state(state: Mapping[str, Any]) -> PathwayMasks:
     return masks
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_masks_atomic(masks: PathwayMasks, path: str | Path) -> None:
     """``PathwayMasks.save`` through a temporary file and a rename (never half-written)."""
     path = Path(path)
@@ -344,6 +350,7 @@ def save_masks_atomic(masks: PathwayMasks, path: str | Path) -> None:
     os.close(fd)
     try:
         masks.save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the masks from the experiment's other users
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

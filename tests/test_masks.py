@@ -268,3 +268,18 @@ def test_core_does_not_import_espnet():
         "espnet_pathways.sampler; sys.exit(any(m.split('.')[0] in ('espnet', 'espnet2') for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_masks_files_are_readable_by_the_experiments_other_users(tmp_path):
+    import os
+    import stat
+
+    from espnet_pathways.controller import save_masks_atomic
+
+    old = os.umask(0o022)
+    try:
+        save_masks_atomic(PathwayMasks({"en": MaskSet({"w": torch.ones(2, 2, dtype=torch.bool)})}), tmp_path / "masks.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "masks.pt").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["masks.pt"]  # no temporary file left

@@ -28,6 +28,10 @@ def test_help_lists_stages_and_options():
     (["--decode_mode", "fast"], "--decode_mode must be streaming or full"),
     (["--train_config", "conf/missing.yaml"], "--train_config conf/missing.yaml: no such file"),
     (["--stage"], "option --stage needs a value"),
+    (["--langs", ""], "--langs needs at least one language code"),
+    (["--langs", "fr nl fr"], "--langs: 'fr' is given twice in 'fr nl fr'"),
+    (["--plugin_langs", "nl nl"], "--plugin_langs: 'nl' is given twice"),
+    (["--ssl_ft_systems", "xlsr"], "--ssl_ft_systems: unknown system 'xlsr'"),
 ])
 def test_bad_options_fail_with_one_line(args, message):
     out = run_sh(*args)
@@ -42,6 +46,7 @@ def test_missing_mls_root_is_reported(tmp_path):
     assert out.returncode != 0
     assert "--mls_root" in out.stderr and "nowhere" in out.stderr
     assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "exp").exists()  # nothing half-made: no empty experiment or logs dir
 
 
 @pytest.mark.slow
