@@ -15,6 +15,7 @@ stage=0                 # first stage to run
 stop_stage=             # last stage to run (default: 13, the dense recipe; 21 when --stage > 13; 24 when > 21; 31 when > 24)
 langs="en fr it nl"     # MLS language codes (en de nl fr es it pt pl)
 mls_root=               # a real MLS copy (holding mls_<language>[_opus]/); empty: mini-MLS
+skip_missing_audio=false  # stage 1: true drops transcript lines whose audio file is missing (a partial copy), counted and listed in data/<set>/missing_audio; false: an error
 train_subset=           # per-language low-resource subsets, e.g. "it=10h,nl=1h" (full|10h|1h)
 corpus_size=full        # mini-MLS size when no --mls_root: tiny | demo | full (full: 10.7 h of training audio, 200 test utterances per language)
 corpus_dir=             # where mini-MLS goes (default: corpus/<corpus_size>)
@@ -143,6 +144,7 @@ fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
 case $decoder in espnet|batched) ;; *) echo "$0: --decoder must be espnet or batched, got '$decoder'" >&2; exit 2 ;; esac
 [ "$decode_batch_size" -ge 1 ] || { echo "$0: --decode_batch_size must be at least 1" >&2; exit 2; }
+case $skip_missing_audio in true|false) ;; *) echo "$0: --skip_missing_audio must be true or false, got '$skip_missing_audio'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
@@ -251,7 +253,7 @@ if run_stage 1 "data preparation for: $langs"; then
     else
         src=$mls_root
     fi
-    $python local/data_prep.py --mls_root "$src" --langs $langs --data "$data" \
+    $python local/data_prep.py --mls_root "$src" --langs $langs --data "$data" --skip_missing_audio "$skip_missing_audio" \
         ${train_subset:+--train_subset "$train_subset"}
     end_stage 1
 fi

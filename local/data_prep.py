@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--train_subset", default="",
                    help="per-language training subset, e.g. it=10h,nl=1h (full|10h|1h; a bare value applies "
                         "to every language; default full)")
+    p.add_argument("--skip_missing_audio", choices=["true", "false"], default="false",
+                   help="true: drop transcript lines whose audio file is missing (a partial copy), count them "
+                        "and list them in <data>/<lang>_<split>/missing_audio; false (default): an error")
     return p.parse_args(argv)
 
 
@@ -128,7 +131,10 @@ def read_handles(lang_dir: Path, subset: str) -> set[str]:
     return handles
 
 
-def prepare_split(lang: str, lang_dir: Path, ext: str, split: str, subset: str) -> dict[str, dict[str, str]]:
+def prepare_split(lang: str, lang_dir: Path, ext: str, split: str, subset: str,
+                  skip_missing: bool = False, dropped: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """Language ``lang``'s ``split`` as Kaldi tables; a missing audio file is an error, or (``skip_missing``)
+    its utterance is left out and ``<handle> <expected path>`` appended to ``dropped``."""
     split_dir = lang_dir / split
     transcripts = read_transcripts(split_dir / "transcripts.txt")
     if split == "train" and subset != "full":
@@ -140,6 +146,13 @@ def prepare_split(lang: str, lang_dir: Path, ext: str, split: str, subset: str) 
         transcripts = {h: t for h, t in transcripts.items() if h in handles}
     audio = find_audio(split_dir, ext)
     missing = [h for h in transcripts if h not in audio]
+    if missing and skip_missing:
+        for h in missing:
+            spk, book, _ = h.split("_")
+            if dropped is not None:
+                dropped.append(f"{h} {split_dir / 'audio' / spk / book / f'{h}.{ext}'}")
+            del transcripts[h]
+        missing = []
     if missing:
         spk, book, _ = missing[0].split("_")
         expected = split_dir / "audio" / spk / book / f"{missing[0]}.{ext}"
@@ -182,10 +195,15 @@ def main(argv=None) -> None:
     # Read and check everything first.
     out: dict[str, dict[str, dict[str, str]]] = {}
     notes = {}
+    missing_audio: dict[str, list[str]] = {}  # set -> utterances dropped for a missing audio file
     for lang in langs:
         lang_dir, fmt = dirs[lang]
         for split in args.splits:
-            out[f"{lang}_{split}"] = prepare_split(lang, lang_dir, fmt, split, subsets[lang])
+            lost: list[str] = []
+            out[f"{lang}_{split}"] = prepare_split(lang, lang_dir, fmt, split, subsets[lang],
+                                                   skip_missing=args.skip_missing_audio == "true", dropped=lost)
+            if lost:
+                missing_audio[f"{lang}_{split}"] = lost
         notes[f"{lang}_train"] = f" ({subsets[lang]})" if subsets[lang] != "full" else ""
     for split in ("train", "dev"):
         if split not in args.splits:
@@ -199,10 +217,17 @@ def main(argv=None) -> None:
         print(f"data_prep.py: warning: {len(shared)} speakers appear in more than one split "
               f"(e.g. {sorted(shared)[0]})", file=sys.stderr)
 
+    for name, lost in missing_audio.items():
+        notes[name] = notes.get(name, "") + (f"; {len(lost)} dropped: audio missing (listed in "
+                                             f"{args.data / name / 'missing_audio'})")
     for name, tables in out.items():
-        write_dir(args.data / name, tables)
+        extra = {"missing_audio": "".join(f"{x}\n" for x in missing_audio[name])} if name in missing_audio else None
+        write_dir(args.data / name, tables, extra)
         print(describe(name, tables, notes.get(name, "")))
     n_utts = sum(len(out[f"{lang}_{s}"]["text"]) for lang in langs for s in args.splits)
+    if missing_audio:
+        print(f"data_prep: {sum(map(len, missing_audio.values()))} utterances dropped for missing audio "
+              "(--skip_missing_audio true)")
     print(f"data_prep: {len(langs)} languages ({' '.join(f'{lang}:{dirs[lang][1]}' for lang in langs)}), "
           f"{n_utts} utterances → {args.data}/{{<lang>_train,<lang>_dev,<lang>_test,train,dev}}")
 

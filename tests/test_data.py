@@ -358,6 +358,20 @@ def test_data_prep_rejects_broken_corpus(tmp_path, breakage, args):
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
 
 
+def test_skip_missing_audio_drops_counts_and_lists_them(tmp_path):
+    base, ids = make_fake_mls(tmp_path / "mls")
+    uid, _ = _missing_audio(base, ids)
+    data = tmp_path / "data"
+    out = run("data_prep.py", "--mls_root", tmp_path / "mls", "--langs", "en", "--data", data,
+              "--skip_missing_audio", "true")
+    assert out.returncode == 0, out.stderr
+    assert "en_train: 7 utterances" in out.stdout and "1 dropped: audio missing" in out.stdout
+    listed = (data / "en_train" / "missing_audio").read_text().split()
+    assert listed[0] == uid and listed[1].endswith(f"{uid}.flac")
+    assert len(table(data / "en_train" / "text")) == 7 and not (data / "en_dev" / "missing_audio").exists()
+    assert len(table(data / "train" / "text")) == 7
+
+
 @pytest.mark.parametrize("case", ["no_root", "empty_root", "absent_lang", "unknown_lang", "bad_subset",
                                   "subset_lang"])
 def test_data_prep_rejects_bad_options(tmp_path, case):
