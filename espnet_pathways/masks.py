@@ -262,6 +262,34 @@ class MaskSet:
                 raise ValueError(f"masks: no mask for model tensor {n!r}")
 
 
+class Holders:
+    """Per weight, the number of languages whose mask holds it (``counts[name]``, uint8).
+
+    Made in one pass over the languages; the Dynamic ASR Pathways event keeps it current
+    with :meth:`replace` as each language's mask changes, so every language's candidate
+    region (``count == 0`` or its own) and the final union (``count > 0``) cost one
+    comparison each instead of unions over the other languages.
+    """
+
+    def __init__(self, masks: PathwayMasks):
+        ref = masks._ref()
+        dtype = torch.uint8 if len(masks) < 255 else torch.int32
+        self.counts: dict[str, Tensor] = {n: torch.zeros(m.shape, dtype=dtype, device=m.device) for n, m in ref.items()}
+        for lang in masks:
+            for n, m in masks[lang].items():
+                self.counts[n] += m
+
+    def replace(self, old: MaskSet, new: MaskSet) -> None:
+        """One language's mask changed from ``old`` to ``new``."""
+        for n, c in self.counts.items():
+            c += new[n]
+            c -= old[n].to(c.dtype)
+
+    def union(self) -> MaskSet:
+        """∪_l m_l."""
+        return MaskSet({n: c > 0 for n, c in self.counts.items()})
+
+
 class PathwayMasks:
     """Language -> :class:`MaskSet` over the same names and shapes, plus a pruning history.
 
@@ -345,15 +373,25 @@ class PathwayMasks:
             out = out | self[lang]
         return out
 
-    def free_zone(self, lang: str) -> MaskSet:
-        """f_z = ¬ ∪_{l≠z} m_l: the weights no other language uses."""
+    def holders(self) -> Holders:
+        """How many languages hold each weight: one pass over the masks (see :class:`Holders`)."""
+        return Holders(self)
+
+    def free_zone(self, lang: str, holders: Holders | None = None) -> MaskSet:
+        """f_z = ¬ ∪_{l≠z} m_l: the weights no other language uses (``holders``: counts already made)."""
         if lang not in self:
             raise KeyError(lang)
-        return ~self.union(lang_ for lang_ in self if lang_ != lang)
+        h = holders if holders is not None else self.holders()
+        m = self[lang]
+        return MaskSet({n: h.counts[n] == m[n] for n in m.names})  # held by z alone, or by nobody
 
-    def candidates(self, lang: str) -> MaskSet:
-        """c_z = f_z ∪ m_z: where language z may re-rank its mask."""
-        return self.free_zone(lang) | self[lang]
+    def candidates(self, lang: str, holders: Holders | None = None) -> MaskSet:
+        """c_z = f_z ∪ m_z: where language z may re-rank its mask (``holders``: counts already made)."""
+        if lang not in self:
+            raise KeyError(lang)
+        h = holders if holders is not None else self.holders()
+        m = self[lang]
+        return MaskSet({n: m[n] | (h.counts[n] == 0) for n in m.names})
 
     def overlap(self) -> dict[str, dict[str, float]]:
         """IoU matrix over all tensors: ``overlap()[a][b]``."""

@@ -58,3 +58,7 @@ def test_decoding_tiny():
 @pytest.mark.slow
 def test_training_tiny():
     run_tiny("training.py", "| config | parameters | steps | epochs | audio s / wall s |")
+
+
+def test_mask_events_tiny():
+    run_tiny("mask_events.py", "| size | scope | prunable | event, unions (s) | event, counts (s) |")

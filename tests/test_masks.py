@@ -283,3 +283,28 @@ def test_masks_files_are_readable_by_the_experiments_other_users(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "masks.pt").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["masks.pt"]  # no temporary file left
+
+
+def test_holder_counts_give_the_union_definitions_and_stay_current():
+    """Counting the languages that hold each weight (one pass) gives exactly the union-based f_z, c_z and ∪."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a": (7, 5), "b": (13,), "c": (3, 4, 2)}
+
+    def rand_set(p):
+        return MaskSet({n: torch.rand(s, generator=g) < p for n, s in shapes.items()})
+
+    langs = ["en", "fr", "it", "nl", "de"]
+    pw = PathwayMasks({lang: rand_set(0.3) for lang in langs})
+    h = pw.holders()
+    for step in range(6):
+        for z in langs:
+            others = pw.union([x for x in langs if x != z])
+            assert pw.free_zone(z, h) == ~others == pw.free_zone(z)
+            assert pw.candidates(z, h) == (~others | pw[z]) == pw.candidates(z)
+        assert h.union() == pw.union()
+        z = langs[step % len(langs)]  # one language's mask changes, as inside a Dynamic Pathways event
+        old, new = pw[z], rand_set(0.2 + 0.1 * step)
+        pw[z] = new
+        h.replace(old, new)
+        fresh = pw.holders()
+        assert all(torch.equal(h.counts[n], fresh.counts[n]) for n in shapes)

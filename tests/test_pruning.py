@@ -1,6 +1,7 @@
 """Rules, schedules, LTH rewinding, adaptive re-ranking (invariants 4-7)."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -326,3 +327,26 @@ def test_radix_selection_equals_kthvalue_selection(k):
     radix = _top_k(s.clone(), k, radix_min=1)
     plain = _top_k(s.clone(), k, radix_min=10**9)
     assert int(radix.sum()) == k and torch.equal(radix, plain)
+
+
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_global_selection_by_parts_equals_the_concatenated_top_k(with_candidates):
+    """Above RADIX_MIN_NUMEL the global scope selects tensor by tensor: the same mask as _top_k on the cat."""
+    from espnet_pathways.pruning import RADIX_MIN_NUMEL, _scores, _select, _top_k
+
+    g = torch.Generator().manual_seed(3)
+    shapes = {"a": (700, 800), "b": (600, 900), "c": (5000,), "d": (64, 64)}
+    assert sum(math.prod(s) for s in shapes.values()) >= RADIX_MIN_NUMEL
+    # few distinct values: many ties at the threshold, spread over several tensors
+    w = {n: (torch.randint(-40, 41, s, generator=g).float() / 8) for n, s in shapes.items()}
+    cand = MaskSet({n: torch.rand(s, generator=g) < 0.6 for n, s in shapes.items()}) if with_candidates else None
+    regions = {n: (cand[n] if cand is not None else None) for n in w}
+    for k in (1, 12345, 400_000, 700_000, 10_000_000):
+        ours = _select(w, k, cand)
+        flat_scores = torch.cat([_scores(n, t, regions[n]) for n, t in w.items()])
+        size = int((flat_scores >= 0).sum()) if cand is not None else flat_scores.numel()
+        flat = _top_k(flat_scores, min(k, size))
+        ref = dict(zip(w, torch.split(flat, [t.numel() for t in w.values()])))
+        assert all(torch.equal(ours.masks[n].reshape(-1), ref[n]) for n in w), k
+        assert ours.masks.kept() == min(k, size)
+        assert bool(ours.shortfall) == (cand is not None and k > size)

@@ -59,17 +59,19 @@ class DynamicPathways(ModeRule):
         cfg, model = ctl.config, ctl.model
         self._cand = None
         k = ctl.events % len(ctl.languages)
+        holders = ctl.masks.holders()  # one count of the languages holding each weight, kept current below
         for lang in ctl.languages[k:] + ctl.languages[:k]:
             old = ctl.masks[lang]
-            cand = ctl.masks.candidates(lang)
+            cand = ctl.masks.candidates(lang, holders)
             if event == "prune":
                 new = magnitude_prune(model, ctl.sparsity_at(lang, t), names=ctl.names, scope=cfg.scope,
                                       candidates=cand).masks
             else:
                 new = rerank(model, old, candidates=cand, scope=cfg.scope).masks
             ctl.masks[lang] = new
+            holders.replace(old, new)
             ctl.masks.record(step=t, event=event, language=lang, sparsity=new.sparsity(),
                              changed=changed(old, new), rule=f"magnitude/{cfg.scope}/candidates")
-        ctl.masks.union().apply_(model)  # the free pool back to zero (soft)
+        holders.union().apply_(model)  # the free pool back to zero (soft)
         if event == "prune":
             log.info("pathways: step %d %s prune, sparsity %s", t, self.name, fmt_sparsity(ctl.masks.sparsity()))
