@@ -29,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from report import DECODERS, METRICS, ReportError, Stats, System, compare, comparison_lines, run_state, seed_list
+from report import DECODERS, METRICS, ReportError, Stats, System, check_langs_seeds, claims_section, run_state, seed_list
 
 from espnet_pathways.stats import DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES
 
@@ -156,10 +156,7 @@ def main(argv=None) -> int:
 
 def report(args) -> int:
     langs, seeds = args.langs, args.seeds
-    if len(set(langs)) != len(langs):
-        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
-    if len(set(seeds)) != len(seeds):
-        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, seeds))}")
+    check_langs_seeds(langs, seeds)
     wanted = {"dense", "lap", *args.systems}
     rows = [r for r in ROWS if r[1] in wanted]
     systems: dict[str, System] = {}
@@ -211,21 +208,8 @@ def report(args) -> int:
             (f"{sys_}'s sparse streaming model beats the dense streaming-only model (stage 11)",
              f"{sys_}: sparse streaming", "dense streaming-only (stage 11)"),
         ]
-    md += [f"## Claims (on {args.metric.upper()})", "",
-           "Rule: supported when the difference has the claimed sign on every seed, there are at least "
-           f"{args.min_seeds} seeds, and the 95% paired bootstrap interval of the average difference lies below 0; "
-           "refuted in the mirror case; else inconclusive.", ""]
-    out_claims = []
-    for title, a, b in claims:
-        c = compare(systems, a, b, langs, st) if a in systems and b in systems else None
-        if c is None or not systems[a].has_any() or not systems[b].has_any():
-            md += [f"- **{title}**: not tested (`{a}` or `{b}` has no results)", ""]
-            out_claims.append(dict(claim=title, a=a, b=b, verdict="not tested"))
-            continue
-        lines = comparison_lines(c, args.metric)  # the head line, then "  - <lang>: ..." lines
-        md += [f"- **{title}**: **{c['verdict'].verdict}**", f"  - {lines[0]}"] + [f"  {x}" for x in lines[1:]] + [""]
-        out_claims.append(dict(claim=title, a=a, b=b, verdict=c["verdict"].verdict, why=c["verdict"].why,
-                               per_seed=c["per_seed"], interval=str(c["interval"]) if c["interval"] else None))
+    section, out_claims = claims_section(systems, [(t, a, b, langs) for t, a, b in claims], st)
+    md += section
     (args.dual_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     table = {label: dict(info[label], **{m: {x: systems[label].cell(m, x)[0] for x in langs} for m in METRICS})
              for label, *_ in rows}

@@ -560,6 +560,34 @@ def comparison_lines(c, metric) -> list[str]:
     return [head] + per if len(c["langs"]) > 1 else [head]
 
 
+def check_langs_seeds(langs, seeds) -> None:
+    """--langs and --seeds without repeats (ReportError otherwise)."""
+    if len(set(langs)) != len(langs):
+        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
+    if len(set(seeds)) != len(seeds):
+        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, seeds))}")
+
+
+def claims_section(systems, claims, st: Stats) -> tuple[list[str], list[dict]]:
+    """Markdown lines and report.json entries of ``claims``: (title, a, b, langs) = "a beats b on langs"."""
+    md = [f"## Claims (on {st.metric.upper()})", "",
+          "Rule: supported when the difference has the claimed sign on every seed, there are at least "
+          f"{st.min_seeds} seeds, and the 95% paired bootstrap interval of the average difference lies below 0; "
+          "refuted in the mirror case; else inconclusive.", ""]
+    out = []
+    for title, a, b, langs in claims:
+        if a not in systems or b not in systems or not systems[a].has_any() or not systems[b].has_any():
+            md += [f"- **{title}**: not tested (`{a}` or `{b}` has no results)", ""]
+            out.append(dict(claim=title, a=a, b=b, langs=list(langs), verdict="not tested"))
+            continue
+        c = compare(systems, a, b, langs, st)
+        lines = comparison_lines(c, st.metric)  # the head line, then "  - <lang>: ..." lines
+        md += [f"- **{title}**: **{c['verdict'].verdict}**", f"  - {lines[0]}"] + [f"  {x}" for x in lines[1:]] + [""]
+        out.append(dict(claim=title, a=a, b=b, langs=list(langs), verdict=c["verdict"].verdict, why=c["verdict"].why,
+                        per_seed=c["per_seed"], interval=str(c["interval"]) if c["interval"] else None))
+    return md, out
+
+
 def claims(systems, langs, low, init_sparsities, target_pct, st: Stats):
     out = []
 

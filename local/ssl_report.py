@@ -29,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from report import METRICS, ReportError, Stats, System, compare, comparison_lines, run_state, seed_list
+from report import METRICS, ReportError, Stats, System, check_langs_seeds, claims_section, run_state, seed_list
 
 from espnet_pathways.stats import DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES
 
@@ -114,10 +114,7 @@ def main(argv=None) -> int:
 
 def report(args) -> int:
     langs, seeds = args.langs, args.seeds
-    if len(set(langs)) != len(langs):
-        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
-    if len(set(seeds)) != len(seeds):
-        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, seeds))}")
+    check_langs_seeds(langs, seeds)
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         raise ReportError(f"--systems: unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})")
@@ -173,21 +170,8 @@ def report(args) -> int:
         for b in ("language adapters", "language embedding"):
             claims.append((f"{a} beats {b} (all languages)", a, b, langs))
     claims.append(("standard SSL beats no pre-training (all languages)", "standard SSL (dense)", "no pre-training", langs))
-    md += [f"## Claims (on {args.metric.upper()})", "",
-           "Rule: supported when the difference has the claimed sign on every seed, there are at least "
-           f"{args.min_seeds} seeds, and the 95% paired bootstrap interval of the average difference lies below 0; "
-           "refuted in the mirror case; else inconclusive. Added parameters are in the tables above.", ""]
-    out_claims = []
-    for title, a, b, ls in claims:
-        if a not in systems or b not in systems or not systems[a].has_any() or not systems[b].has_any():
-            md += [f"- **{title}**: not tested (`{a}` or `{b}` has no results)", ""]
-            out_claims.append(dict(claim=title, a=a, b=b, verdict="not tested"))
-            continue
-        c = compare(systems, a, b, ls, st)
-        lines = comparison_lines(c, args.metric)
-        md += [f"- **{title}**: **{c['verdict'].verdict}**", f"  - {lines[0]}"] + [f"  {x}" for x in lines[1:]] + [""]
-        out_claims.append(dict(claim=title, a=a, b=b, langs=ls, verdict=c["verdict"].verdict, why=c["verdict"].why,
-                               per_seed=c["per_seed"], interval=str(c["interval"]) if c["interval"] else None))
+    section, out_claims = claims_section(systems, claims, st)
+    md += section
     (args.ssl_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     table = {label: dict(added_params=cost[label][0] if cost[label] else None,
                          added_bytes=cost[label][1] if cost[label] else None,
