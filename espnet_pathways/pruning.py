@@ -160,16 +160,15 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     """Global top-k without concatenating the scores: the radix select of :func:`_top_k`, tensor by tensor.
 
     Exactly the mask of ``_top_k(torch.cat(scores), k)`` (same threshold, ties to the lower
-    index in the concatenated order), but the extra memory is one tensor's scores and keys
-    at a time, not two copies of every prunable weight (7 GiB at 190M parameters).
+    index in the concatenated order), but the extra memory is one int32 key per weight (kept
+    per tensor) plus one tensor's temporaries, not the scores, their concatenation and its
+    keys for every prunable weight at once.
     """
-    def keys(n: str, w: Tensor) -> Tensor:
-        return _radix_keys(_scores(n, w, regions[n]))
-
+    keys: dict[str, Tensor] = {}
     hi_hist: Tensor | None = None
     size = 0  # elements inside the candidate regions (keys > 0)
     for n, w in weights.items():
-        key = keys(n, w)
+        key = keys[n] = _radix_keys(_scores(n, w, regions[n]))
         size += int((key > 0).sum())
         h = torch.bincount(key >> 16, minlength=1 << 15)
         hi_hist = h if hi_hist is None else hi_hist + h
@@ -185,8 +184,7 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     b = int((ge >= k).sum()) - 1
     above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
     lo_hist: Tensor | None = None
-    for n, w in weights.items():
-        key = keys(n, w)
+    for key in keys.values():
         h = torch.bincount(key[(key >> 16) == b] & 0xFFFF, minlength=1 << 16)
         lo_hist = h if lo_hist is None else lo_hist + h
     ge2 = lo_hist.flip(0).cumsum(0).flip(0)
@@ -195,7 +193,7 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     short = k - above - (int(ge2[lo + 1]) if lo + 1 < ge2.numel() else 0)  # ties still to keep
     masks: dict[str, Tensor] = {}
     for n, w in weights.items():
-        key = keys(n, w)
+        key = keys.pop(n)
         m = key > thr
         if short > 0:
             tie = (key == thr).nonzero().squeeze(1)[:short]
