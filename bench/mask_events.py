@@ -15,7 +15,9 @@ is its own):
   union at the end from four more; global scope ranks ``torch.cat`` of every tensor's scores;
 * ``counts`` -- the plugin now: one count per weight of the languages holding it
   (``PathwayMasks.holders``), kept current as each mask changes, c_z = m_z ∪ (count = 0);
-  global scope selects tensor by tensor (``pruning._select_global_by_parts``).
+  |θ| and its radix keys made once per event (``pruning.Magnitudes``), each language's
+  scores one masking pass; global scope selects tensor by tensor
+  (``pruning._select_global_by_parts``).
 
 Columns: the event's wall time (median [min–max] over ``--repeats`` runs, each on the same
 weights and starting masks) and the extra peak resident memory of the process during the
@@ -63,12 +65,13 @@ def event_unions(weights, masks, scope: str):
 
 def event_counts(weights, masks, scope: str):
     """The plugin's event (espnet_pathways.modes.dynamic.DynamicPathways.run_event, re-rank)."""
-    from espnet_pathways.pruning import rerank
+    from espnet_pathways.pruning import Magnitudes, rerank
 
     holders = masks.holders()
+    mags = Magnitudes(weights, list(weights))
     for z in LANGS:
         old = masks[z]
-        new = rerank(weights, old, candidates=masks.candidates(z, holders), scope=scope).masks
+        new = rerank(weights, old, candidates=masks.candidates(z, holders), scope=scope, magnitudes=mags).masks
         masks[z] = new
         holders.replace(old, new)
     return holders.union()

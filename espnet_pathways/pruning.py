@@ -88,16 +88,50 @@ def _top_k(scores: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
     if k <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
     if n >= radix_min and scores.dtype == torch.float32:
-        key = _radix_keys(scores)
-        thr = _radix_kth_largest(key, k)
-        keep, tie = key > thr, key == thr
-    else:
-        thr = scores.kthvalue(n - k + 1).values  # k-th largest
-        keep, tie = scores > thr, scores == thr
+        return _top_k_keys(_radix_keys(scores), k, radix_min)
+    thr = scores.kthvalue(n - k + 1).values  # k-th largest
+    return _with_ties(scores > thr, scores == thr, k)
+
+
+def _top_k_keys(key: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
+    """:func:`_top_k` on radix keys (:func:`_radix_keys`: order-preserving, so the same mask)."""
+    n = key.numel()
+    if k >= n:
+        return torch.ones_like(key, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(key, dtype=torch.bool)
+    thr = _radix_kth_largest(key, k) if n >= radix_min else int(key.kthvalue(n - k + 1).values)
+    return _with_ties(key > thr, key == thr, k)
+
+
+def _with_ties(keep: Tensor, tie: Tensor, k: int) -> Tensor:
+    """``keep`` (strictly above the threshold) plus the first ties, up to k elements in all."""
     short = k - int(keep.sum())
     if short > 0:
         keep[tie.nonzero().squeeze(1)[:short]] = True
     return keep
+
+
+class Magnitudes:
+    """|θ| of some weights as radix keys, computed once for several selections on the same θ.
+
+    A Dynamic ASR Pathways event ranks every language's candidates on weights that do not
+    change during the event: the absolute values, the finiteness check and the keys are made
+    once (one int32 per weight) instead of once per language; a language's scores are then
+    one masking pass (``masked``: 0 outside its region, like the -1 filler).  Selections with
+    ``magnitudes=`` give exactly the masks they give without.
+    """
+
+    def __init__(self, weights: nn.Module | Mapping[str, Tensor], names: Iterable[str]):
+        self.keys = {n: _radix_keys(_scores(n, w, None)) for n, w in _weights(weights, names).items()}
+
+    def masked(self, name: str, region: Tensor | None) -> Tensor:
+        key = self.keys[name]
+        if region is None:
+            return key
+        if region.numel() != key.numel():
+            raise ValueError(f"candidates {name!r} has {region.numel()} elements, the weight {key.numel()}")
+        return key * region.reshape(-1).to(key.device)
 
 
 def _radix_keys(scores: Tensor) -> Tensor:
@@ -117,9 +151,13 @@ def _radix_kth_largest(key: Tensor, k: int) -> int:
 
 
 def _select(
-    weights: dict[str, Tensor], keep: dict[str, int] | int, candidates: MaskSet | None
+    weights: dict[str, Tensor], keep: dict[str, int] | int, candidates: MaskSet | None,
+    magnitudes: Magnitudes | None = None,
 ) -> PruneResult:
-    """Keep the top-|θ| elements: ``keep`` per tensor (dict) or over all tensors (int)."""
+    """Keep the top-|θ| elements: ``keep`` per tensor (dict) or over all tensors (int).
+
+    ``magnitudes``: keys of these weights made once (:class:`Magnitudes`), the same result.
+    """
     if candidates is not None:
         missing = [n for n in weights if n not in candidates]
         if missing:
@@ -129,34 +167,46 @@ def _select(
     masks: dict[str, Tensor] = {}
     if isinstance(keep, dict):
         for n, w in weights.items():
-            s = _scores(n, w, regions[n])
             k = keep[n]
             if regions[n] is not None:
                 size = int(regions[n].sum())
                 if size < k:
                     shortfall[n] = (size, k)
                     k = size
-            masks[n] = _top_k(s, k).view(w.shape).to(w.device)
+            if magnitudes is not None:
+                m = _top_k_keys(magnitudes.masked(n, regions[n]), k)
+            else:
+                m = _top_k(_scores(n, w, regions[n]), k)
+            masks[n] = m.view(w.shape).to(w.device)
         return PruneResult(MaskSet(masks), shortfall)
     if not weights:
         return PruneResult(MaskSet({}), shortfall)
     if sum(w.numel() for w in weights.values()) >= RADIX_MIN_NUMEL:
-        return _select_global_by_parts(weights, keep, regions)
+        return _select_global_by_parts(weights, keep, regions, magnitudes)
     device = next(iter(weights.values())).device
+    if magnitudes is not None:  # keys order like scores (0 = outside the region, like -1)
+        keys = torch.cat([magnitudes.masked(n, regions[n]).to(device) for n in weights])
+        return _split_global(weights, keys, keep, candidates is not None, _top_k_keys, keys > 0)
     scores = torch.cat([_scores(n, w, regions[n]).to(device) for n, w in weights.items()])
-    k = keep
-    if candidates is not None:
-        size = int((scores >= 0).sum())
+    return _split_global(weights, scores, keep, candidates is not None, _top_k, scores >= 0)
+
+
+def _split_global(weights: dict[str, Tensor], flat_scores: Tensor, k: int, has_region: bool, top_k, inside: Tensor):
+    """Global top-k of concatenated scores (or keys), cut back into the tensors' masks."""
+    shortfall: dict[str, tuple[int, int]] = {}
+    if has_region:
+        size = int(inside.sum())
         if size < k:
             shortfall[GLOBAL] = (size, k)
             k = size
-    flat = _top_k(scores, k)
-    for (n, w), part in zip(weights.items(), torch.split(flat, [w.numel() for w in weights.values()])):
-        masks[n] = part.view(w.shape).to(w.device)
+    flat = top_k(flat_scores, k)
+    masks = {n: part.view(w.shape).to(w.device)
+             for (n, w), part in zip(weights.items(), torch.split(flat, [w.numel() for w in weights.values()]))}
     return PruneResult(MaskSet(masks), shortfall)
 
 
-def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[str, Tensor | None]) -> PruneResult:
+def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[str, Tensor | None],
+                            magnitudes: Magnitudes | None = None) -> PruneResult:
     """Global top-k without concatenating the scores: the radix select of :func:`_top_k`, tensor by tensor.
 
     Exactly the mask of ``_top_k(torch.cat(scores), k)`` (same threshold, ties to the lower
@@ -164,11 +214,17 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     per tensor) plus one tensor's temporaries, not the scores, their concatenation and its
     keys for every prunable weight at once.
     """
-    keys: dict[str, Tensor] = {}
+    keys: dict[str, Tensor] = {}  # without magnitudes: kept from the first pass
+
+    def key_of(n: str) -> Tensor:  # with magnitudes: one masking pass each time, nothing kept
+        return magnitudes.masked(n, regions[n]) if magnitudes is not None else keys[n]
+
     hi_hist: Tensor | None = None
     size = 0  # elements inside the candidate regions (keys > 0)
     for n, w in weights.items():
-        key = keys[n] = _radix_keys(_scores(n, w, regions[n]))
+        if magnitudes is None:
+            keys[n] = _radix_keys(_scores(n, w, regions[n]))
+        key = key_of(n)
         size += int((key > 0).sum())
         h = torch.bincount(key >> 16, minlength=1 << 15)
         hi_hist = h if hi_hist is None else hi_hist + h
@@ -184,7 +240,8 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     b = int((ge >= k).sum()) - 1
     above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
     lo_hist: Tensor | None = None
-    for key in keys.values():
+    for n in weights:
+        key = key_of(n)
         h = torch.bincount(key[(key >> 16) == b] & 0xFFFF, minlength=1 << 16)
         lo_hist = h if lo_hist is None else lo_hist + h
     ge2 = lo_hist.flip(0).cumsum(0).flip(0)
@@ -193,7 +250,8 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     short = k - above - (int(ge2[lo + 1]) if lo + 1 < ge2.numel() else 0)  # ties still to keep
     masks: dict[str, Tensor] = {}
     for n, w in weights.items():
-        key = keys.pop(n)
+        key = key_of(n)
+        keys.pop(n, None)
         m = key > thr
         if short > 0:
             tie = (key == thr).nonzero().squeeze(1)[:short]
@@ -228,8 +286,9 @@ def magnitude_prune(
     names: Iterable[str] | None = None,
     scope: str = "tensor",
     candidates: MaskSet | None = None,
+    magnitudes: Magnitudes | None = None,
 ) -> PruneResult:
-    """Masks keeping the largest |θ| at ``sparsity``.
+    """Masks keeping the largest |θ| at ``sparsity`` (``magnitudes``: |θ| made once, :class:`Magnitudes`).
 
     ``names`` default to ``candidates.names``, else :func:`prunable_names` of a module.
     ``scope="tensor"`` keeps ``round((1-s)·n)`` per tensor; ``"global"`` ranks all tensors
@@ -251,7 +310,7 @@ def magnitude_prune(
     w = _weights(weights, names)
     if not w:
         raise ValueError("magnitude_prune: no tensors to prune (pass names=...)")
-    return _select(w, _keep_counts(w, s, scope), candidates)
+    return _select(w, _keep_counts(w, s, scope), candidates, magnitudes)
 
 
 def random_prune(
@@ -286,6 +345,7 @@ def rerank(
     *,
     candidates: MaskSet | None = None,
     scope: str = "tensor",
+    magnitudes: Magnitudes | None = None,
 ) -> PruneResult:
     """Re-rank ``masks`` by magnitude at their current sparsity (exact kept counts).
 
@@ -296,7 +356,7 @@ def rerank(
     _check_scope(scope)
     w = _weights(weights, masks.names)
     keep: dict[str, int] | int = masks.kept_per_tensor() if scope == "tensor" else masks.kept()
-    return _select(w, keep, candidates)
+    return _select(w, keep, candidates, magnitudes)
 
 
 def adaptive_update_(

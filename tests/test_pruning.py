@@ -350,3 +350,26 @@ def test_global_selection_by_parts_equals_the_concatenated_top_k(with_candidates
         assert all(torch.equal(ours.masks[n].reshape(-1), ref[n]) for n in w), k
         assert ours.masks.kept() == min(k, size)
         assert bool(ours.shortfall) == (cand is not None and k > size)
+
+
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+@pytest.mark.parametrize("big", [False, True])
+def test_magnitudes_made_once_give_the_same_masks(scope, big):
+    """Magnitudes (|θ| keyed once per event) select exactly what the per-call scores select, ties included."""
+    from espnet_pathways.pruning import Magnitudes
+
+    g = torch.Generator().manual_seed(5)
+    shapes = {"a": (1100, 1000), "b": (300, 7)} if big else {"a": (30, 20), "b": (17,), "c": (4, 4, 3)}
+    w = {n: torch.randint(-30, 31, s, generator=g).float() / 16 for n, s in shapes.items()}  # many ties
+    mags = Magnitudes(w, list(w))
+    cand = MaskSet({n: torch.rand(s, generator=g) < 0.5 for n, s in shapes.items()})
+    for sparsity in (0.3, 0.7, 0.95):
+        for c in (None, cand):
+            ref = magnitude_prune(w, sparsity, scope=scope, candidates=c)
+            ours = magnitude_prune(w, sparsity, scope=scope, candidates=c, magnitudes=mags)
+            assert ours.masks == ref.masks and ours.shortfall == ref.shortfall, (sparsity, c is None)
+            again = rerank(w, ref.masks, candidates=c, scope=scope, magnitudes=mags)
+            assert again.masks == rerank(w, ref.masks, candidates=c, scope=scope).masks
+    w["a"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'a' has non-finite values"):
+        Magnitudes(w, ["a"])

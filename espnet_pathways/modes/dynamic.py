@@ -30,7 +30,7 @@ import torch
 
 from espnet_pathways.masks import MaskSet
 from espnet_pathways.modes.base import ModeRule, Region, changed, fmt_sparsity, register
-from espnet_pathways.pruning import magnitude_prune, rerank
+from espnet_pathways.pruning import Magnitudes, magnitude_prune, rerank
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,15 @@ class DynamicPathways(ModeRule):
         self._cand = None
         k = ctl.events % len(ctl.languages)
         holders = ctl.masks.holders()  # one count of the languages holding each weight, kept current below
+        mags = Magnitudes(model, ctl.names)  # θ does not change within the event: |θ| ranked once
         for lang in ctl.languages[k:] + ctl.languages[:k]:
             old = ctl.masks[lang]
             cand = ctl.masks.candidates(lang, holders)
             if event == "prune":
                 new = magnitude_prune(model, ctl.sparsity_at(lang, t), names=ctl.names, scope=cfg.scope,
-                                      candidates=cand).masks
+                                      candidates=cand, magnitudes=mags).masks
             else:
-                new = rerank(model, old, candidates=cand, scope=cfg.scope).masks
+                new = rerank(model, old, candidates=cand, scope=cfg.scope, magnitudes=mags).masks
             ctl.masks[lang] = new
             holders.replace(old, new)
             ctl.masks.record(step=t, event=event, language=lang, sparsity=new.sparsity(),
