@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from espnet_pathways.espnet_compat import install_transducer_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 # How `tiny_mls` is made (a re-run with the same arguments is a no-op).
@@ -24,3 +25,9 @@ def tiny_mls(tmp_path_factory) -> Path:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return root
+
+
+@pytest.fixture(autouse=True)
+def _rnnt_loss():
+    """ESPnet imports ``warprnnt_pytorch`` lazily, per model: every test starts with the shim in place."""
+    install_transducer_loss()

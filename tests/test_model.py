@@ -32,12 +32,6 @@ from espnet_pathways.task import ASRPathwaysTask  # noqa: E402
 from tiny_asr import ROOT, TOKENS  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _rnnt_loss():
-    """ESPnet imports warprnnt_pytorch lazily per model; another test module may have removed the shim."""
-    install_transducer_loss()
-
-
 LANGS = ("en", "fr")
 
 
