@@ -51,6 +51,7 @@ rerank_interval=20      # stages 17,19: n < T, steps between adaptive re-ranking
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
 scratch_epochs=         # stages 14-15: epochs of the from-scratch systems ref_scratch, dense_small (default: the dense model's + --plugin_epochs)
 small_config=conf/train_demo_small.yaml  # stage 15: config of dense_small, a dense model with as many parameters as one pathway
+iou_sweep=              # stage 21: output dir of local/mask_iou_sweep.py (mask IoU and CER against monolingual budget) to add to the report
 plugin_dir=             # stages 14-21: where the systems go (default: <expdir>/pathways); another dir keeps another configuration's runs apart
 dual_systems="supernet full_only"  # stages 22-24: dual-mode systems: supernet (from the dense model), supernet_scratch, full_only, stream_only
 dual_epochs=            # stage 22: epochs of supernet, full_only, stream_only (default: --plugin_epochs); supernet_scratch: --scratch_epochs

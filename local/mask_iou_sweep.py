@@ -41,6 +41,16 @@ def schedule(cfg: Path) -> str:
     return f"T={p.get('prune_interval')}, N={p.get('num_rounds')}, final {p.get('final_sparsity')}"
 
 
+def test_cers(results: Path, langs) -> dict:
+    """Each language's test CER (%) from a stage-20 ``results.json``; empty when not decoded."""
+    import json
+
+    if not results.is_file():
+        return {}
+    sets = json.loads(results.read_text(encoding="utf-8")).get("sets", {})
+    return {lang: sets[f"{lang}_test"]["cer"]["err"] for lang in langs if f"{lang}_test" in sets}
+
+
 def collect(dirs, langs, system):
     from espnet_pathways.masks import PathwayMasks
 
@@ -57,10 +67,11 @@ def collect(dirs, langs, system):
                     raise ValueError(f"{run / 'masks.pt'}: no such file (run stage 14 with --plugin_dir {d})")
                 masks[lang] = PathwayMasks.load(run / "masks.pt")[lang]
                 steps[lang] = total_steps(run / "train.log")
+            cers = test_cers(sd / system / "results.json", langs)
             for a, b in itertools.combinations(langs, 2):
                 rows.append(dict(dir=str(d), seed=sd.name, pair=f"{a}-{b}", steps_a=steps[a], steps_b=steps[b],
                                  schedule=schedule(sd / system / f"train_{a}.yaml"), iou=masks[a].iou(masks[b]),
-                                 sparsity=masks[a].sparsity()))
+                                 sparsity=masks[a].sparsity(), cer_a=cers.get(a), cer_b=cers.get(b)))
     return rows
 
 
@@ -80,19 +91,26 @@ def main(argv=None) -> int:
         print(f"mask_iou_sweep.py: error: {e}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    head = ["dir", "seed", "pair", "steps_a", "steps_b", "schedule", "iou", "sparsity"]
-    lines = ["\t".join(head)] + ["\t".join(str(r[k]) if k not in ("iou", "sparsity") else f"{r[k]:.4f}" for k in head)
-                                 for r in rows]
+    head = ["dir", "seed", "pair", "steps_a", "steps_b", "schedule", "iou", "sparsity", "cer_a", "cer_b"]
+
+    def cell(r, k):
+        if k in ("iou", "sparsity"):
+            return f"{r[k]:.4f}"
+        return "" if r[k] is None else str(r[k])
+
+    lines = ["\t".join(head)] + ["\t".join(cell(r, k) for k in head) for r in rows]
     (args.out / "iou_vs_steps.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
     def steps(r):
         return ((r["steps_a"] or 0) + (r["steps_b"] or 0)) / 2
 
+    decoded = [r for r in rows if r["cer_a"] is not None and r["cer_b"] is not None]
+    fig, axes = plt.subplots(1, 2 if decoded else 1, figsize=(11 if decoded else 6.5, 4), squeeze=False)
+    ax = axes[0][0]
     for pair in sorted({r["pair"] for r in rows}):
         pr = sorted((r for r in rows if r["pair"] == pair), key=steps)
         ax.plot([steps(r) for r in pr], [r["iou"] for r in pr], marker="o", label=pair)
@@ -100,10 +118,25 @@ def main(argv=None) -> int:
     ax.set_ylabel("mask IoU between languages")
     ax.set_title(f"{args.system}: masks separate with training")
     ax.legend()
+    if decoded:  # each language's test CER against its own steps
+        ax = axes[0][1]
+        points = {}
+        for r in decoded:
+            a, b = r["pair"].split("-")
+            points.setdefault(a, set()).add((r["steps_a"], r["cer_a"]))
+            points.setdefault(b, set()).add((r["steps_b"], r["cer_b"]))
+        for lang, pts in sorted(points.items()):
+            pts = sorted(pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lang)
+        ax.set_xlabel("optimizer steps (monolingual run)")
+        ax.set_ylabel("test CER (%), streaming")
+        ax.set_title(f"{args.system}: CER of the same runs")
+        ax.legend()
     fig.savefig(args.out / "iou_vs_steps.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     for r in rows:
-        print(f"  {r['dir']} {r['seed']} {r['pair']}: steps {r['steps_a']}/{r['steps_b']}, IoU {r['iou']:.4f}")
+        cer = f", CER {r['cer_a']}/{r['cer_b']}" if r["cer_a"] is not None else ""
+        print(f"  {r['dir']} {r['seed']} {r['pair']}: steps {r['steps_a']}/{r['steps_b']}, IoU {r['iou']:.4f}{cer}")
     print(f"wrote {args.out / 'iou_vs_steps.tsv'} and {args.out / 'iou_vs_steps.png'}")
     return 0
 

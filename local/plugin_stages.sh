@@ -359,6 +359,7 @@ pw_dir=$pw_root
 if run_stage 21 "report -> $pw_dir/RESULTS.md"; then
     # shellcheck disable=SC2086
     $python local/report.py --pw_dir "$pw_root" --dense "$asr_exp" --langs $plugin_langs --decoder "$decoder" \
-        --seeds $seeds --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" || pw_failed=1
+        --seeds $seeds --init_sparsities $init_sparsities --target_sparsity "$target_sparsity" \
+        ${iou_sweep:+--iou_sweep "$iou_sweep"} || pw_failed=1
     end_stage 21
 fi
