@@ -45,6 +45,7 @@ plugin_langs=           # stages 14-21: languages of the pruning systems (defaul
 target_sparsity=0.7     # stages 14-19: final sparsity of every pruned system
 init_sparsities="20 50 70"  # stages 18-19: initial mask sparsities (%) of Dynamic ASR Pathways
 plugin_epochs=1         # stages 14-19: epochs of each plugin training run (from the dense model)
+mono_epochs=            # stages 14, 17, 18: epochs of each monolingual run (ref, imp, lth, adaptive_*, lth_sN; default: --plugin_epochs); their T and n grow with it, so that the N prunes spread over the longer run
 prune_interval=100      # stages 14-19: T, optimizer steps between prunes of a multilingual run (N*T must fit in it; monolingual runs scale T by their language's share of the data)
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=20      # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
@@ -136,7 +137,7 @@ if [ -z "$stop_stage" ]; then
     if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 24 ]; then stop_stage=31
     elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
 fi
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs ssl_ft_epochs ssl_adapter_dim; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${mono_epochs:+mono_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs ssl_ft_epochs ssl_adapter_dim; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then

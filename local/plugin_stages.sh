@@ -49,8 +49,8 @@ open(out, "w").write(json.dumps(d, indent=1) + "\n")
 EOF
 }
 
-pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run from the dense model
-    local sys=$1 run=$2 cfg=$3
+pathways_train() {  # pathways_train SYSTEM RUN CONFIG [EPOCHS]: one plugin training run from the dense model
+    local sys=$1 run=$2 cfg=$3 epochs=${4:-$plugin_epochs}
     local dir=$pw_dir/$sys/$run log=$pw_dir/$sys/$run/train.log
     if [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
         echo "  $sys/$run: trained already (skipped)"; clear_failed "$sys" "$run"; return 0
@@ -58,7 +58,7 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG: one plugin training run 
     mkdir -p "$dir"
     echo "  $sys/$run: training, log: $log"
     if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --seed "$pseed" --config "$cfg" \
-        --init_param "$dense_model" --max_epoch "$plugin_epochs" \
+        --init_param "$dense_model" --max_epoch "$epochs" \
         --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
         && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
         clear_failed "$sys" "$run"
@@ -72,9 +72,13 @@ schedule_keys() {  # schedule_keys FINAL [T]: the pruning schedule shared by eve
     echo "schedule=cubic final_sparsity=$1 prune_interval=${2:-$prune_interval} num_rounds=$prune_rounds"
 }
 
+[ -n "$mono_epochs" ] || mono_epochs=$plugin_epochs  # monolingual runs (ref, imp, lth, adaptive_*, lth_sN)
+
 # A monolingual run sees only its language's share of the training audio, so it has that
 # share of a multilingual run's optimizer steps per epoch: its T (and n) are scaled by the
 # share, so that every run prunes at the same points of its epochs and reaches the target.
+# With --mono_epochs E, T and n are also scaled by E / --plugin_epochs: the N prunes spread
+# over the longer run (local/mask_iou_sweep.py measures what the longer budget does to the masks).
 lang_share() {  # lang_share LANG: LANG's fraction of the training frames (stage 10 shapes)
     awk -v p="${1}_" '{ n += $2; if (index($1, p) == 1) m += $2 } END { printf "%.6f", (n ? m / n : 1) }' \
         "$stats_dir/train/speech_shape"
@@ -87,13 +91,13 @@ mono_runs() {  # mono_runs SYSTEM STAGE MODE FINAL [KEY=VALUE...]: one run per l
     local sys=$1 st=$2 mode=$3 final=$4; shift 4
     local l ok=0 share t n
     for l in $plugin_langs; do
-        share=$(lang_share "$l")
+        share=$(awk -v s="$(lang_share "$l")" -v e="$mono_epochs" -v p="$plugin_epochs" 'BEGIN { printf "%.6f", s * e / p }')
         t=$(scaled "$prune_interval" "$share" 2)
         n=$(scaled "$rerank_interval" "$share"); [ "$n" -lt "$t" ] || n=$((t - 1))
         # shellcheck disable=SC2046
         $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train_$l.yaml" \
             mode="$mode" "languages=[$l]" $(schedule_keys "$final" "$t") "${@/#rerank_interval=*/rerank_interval=$n}"
-        pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" || ok=1
+        pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" "$mono_epochs" || ok=1
     done
     return $ok
 }
@@ -156,14 +160,14 @@ fi
 dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espnet_pathways.bin.asr_transducer_train
     # (ESPnet's entry point + the loss), on the run's languages only (filtered shape files: ESPnet
     # batches the utterances its shape files list):
-    #   ref          one model per language, from the dense multilingual model, --plugin_epochs epochs
+    #   ref          one model per language, from the dense multilingual model, --mono_epochs epochs
     #   ref_scratch  one model per language, from scratch, --scratch_epochs epochs
     #   dense_small  one multilingual model with as many parameters as a pathway (--small_config),
     #                from scratch, --scratch_epochs epochs
     local sys=$1 l dir log i f ok=0 a=("${train_common_args[@]}") args cfg epochs run_langs init
     for run_langs in $([ "$sys" = dense_small ] && echo all || echo "$plugin_langs"); do
         case $sys in
-            ref) cfg=$train_config; epochs=$plugin_epochs; init=(--init_param "$dense_model") ;;
+            ref) cfg=$train_config; epochs=$mono_epochs; init=(--init_param "$dense_model") ;;
             ref_scratch) cfg=$train_config; epochs=$scratch_epochs; init=() ;;
             dense_small) cfg=$small_config; epochs=$scratch_epochs; init=() ;;
         esac
@@ -200,7 +204,7 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
     if run_stage 14 "seed $pseed: monolingual dense (Ref.), IMP and LTH per language ($plugin_langs) -> $pw_dir/{ref,imp,lth}"; then
         if want ref; then
             system_json ref Ref. model=Dense mask_changes=/ sparsity=0 training=monolingual init=dense \
-                languages="$langs_yaml" per_language=true
+                languages="$langs_yaml" per_language=true epochs="$mono_epochs"
             dense_runs ref || true
         fi
         if want ref_scratch; then
@@ -211,7 +215,7 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
         for m in imp lth; do
             want $m || continue
             system_json $m 2 model="${m^^}" mask_changes=false sparsity="$target_sparsity" training=monolingual \
-                init=dense languages="$langs_yaml" per_language=true
+                init=dense languages="$langs_yaml" per_language=true epochs="$mono_epochs"
             mono_runs $m 14 $m "$target_sparsity" || true
         done
         end_stage 14
@@ -254,7 +258,7 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
             sys=adaptive_$src; want $sys || continue
             rewind=false; [ $src = lth ] && rewind=true
             system_json $sys proposed model="${src^^}" mask_changes=true sparsity="$target_sparsity" \
-                training=monolingual init=dense languages="$langs_yaml" per_language=true
+                training=monolingual init=dense languages="$langs_yaml" per_language=true epochs="$mono_epochs"
             mono_runs $sys 17 adaptive "$target_sparsity" rerank_interval="$rerank_interval" rewind=$rewind || true
         done
         end_stage 17
@@ -266,7 +270,7 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
             frac=$(awk -v x="$s" 'BEGIN { printf "%g", x / 100 }')
             if want "dyn_lth_s$s" || want "lth_s$s"; then
                 system_json "lth_s$s" 2 model=LTH mask_changes=false sparsity="$frac" training=monolingual \
-                    init=dense languages="$langs_yaml" per_language=true mask_only=true
+                    init=dense languages="$langs_yaml" per_language=true mask_only=true epochs="$mono_epochs"
                 mono_runs "lth_s$s" 18 lth "$frac" || true
             fi
             if want "dyn_lap_s$s" || want "lap_s$s"; then

@@ -382,6 +382,9 @@ def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
             PathwayMasks({lang: masks(seed)}).save(run / "masks.pt")
             (run / "train.log").write_text(
                 f"[x] 1epoch results: [train] iter_time=0.1, total_count={50 * budget}, loss=1 [valid] loss=2\n")
+        if budget == 2:  # decoded (stage 20): each language's test CER goes into the table and figure
+            sets = {f"{lang}_test": {"cer": {"err": cer}} for lang, cer in (("fr", 31.5), ("nl", 22.25))}
+            (d / "seed0" / "imp" / "results.json").write_text(json.dumps({"sets": sets}))
         dirs.append(d)
     out = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, str(ROOT / "local" / "mask_iou_sweep.py"), *map(str, dirs), "--out", str(out),
@@ -389,6 +392,7 @@ def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
     assert proc.returncode == 0, proc.stderr
     rows = [r.split("\t") for r in (out / "iou_vs_steps.tsv").read_text().splitlines()[1:]]
     assert [(r[3], r[6]) for r in rows] == [("50", "1.0000"), ("100", f"{masks(5).iou(masks(6)):.4f}")]
+    assert [(r[8], r[9]) for r in rows] == [("", ""), ("31.5", "22.25")]  # CER only where decoded
     assert (out / "iou_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
     rep = report(root, dense, "en", "fr", extra=["--init_sparsities", "50", "70", "--iou_sweep", str(out)])
     assert rep.returncode == 0, rep.stderr
