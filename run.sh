@@ -146,6 +146,9 @@ fi
 case $decode_mode in streaming|full) ;; *) echo "$0: --decode_mode must be streaming or full, got '$decode_mode'" >&2; exit 2 ;; esac
 case $decoder in espnet|batched) ;; *) echo "$0: --decoder must be espnet or batched, got '$decoder'" >&2; exit 2 ;; esac
 [ "$decode_batch_size" -ge 1 ] || { echo "$0: --decode_batch_size must be at least 1" >&2; exit 2; }
+for v in plugin_epochs ${mono_epochs:+mono_epochs} ${dual_epochs:+dual_epochs}; do
+    [ "${!v}" -ge 1 ] || { echo "$0: --$v must be at least 1 (epochs of a training run)" >&2; exit 2; }
+done
 case $skip_missing_audio in true|false) ;; *) echo "$0: --skip_missing_audio must be true or false, got '$skip_missing_audio'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.

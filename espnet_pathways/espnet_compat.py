@@ -61,11 +61,50 @@ from espnet_pathways import loss as _loss
 
 __all__ = [
     "ENV_VAR",
+    "TYPECHECK_ENV_VAR",
     "default_impl",
     "install_transducer_loss",
     "installed_impl",
+    "skip_typeguard",
     "uninstall_transducer_loss",
 ]
+
+TYPECHECK_ENV_VAR = "ESPNET_PATHWAYS_TYPECHECK"
+
+
+def _identity(target):
+    return target
+
+
+def skip_typeguard() -> bool:
+    """Make ``typeguard.typechecked`` a no-op for every module imported from now on.
+
+    ESPnet 202511 (and ``inflect``, which ESPnet's phoneme tokenizer imports) decorate hundreds
+    of functions with ``@typechecked``; typeguard 4 instruments each one when its module is
+    imported (re-parsing and recompiling its source) and checks the arguments of every call.
+    Measured on the 2-core CPU: importing the plugin's task (and with it ESPnet) takes 22.7 s
+    with the instrumentation and 9.6 s without (under load; bench/RESULTS.md section 9), and
+    every training run, decoding job and export pays that start-up.  Turning it off is what
+    typeguard itself does under ``python -O``; no computation changes, only ESPnet's runtime
+    argument type checks are gone.  The plugin's entry points (``espnet_pathways.bin``) call
+    this before importing ESPnet; ``ESPNET_PATHWAYS_TYPECHECK=1`` keeps the checks.  Modules
+    imported earlier keep their instrumentation.  Returns whether the checks are off.
+    """
+    if os.environ.get(TYPECHECK_ENV_VAR, "0") not in ("", "0"):
+        return False
+    try:
+        import typeguard
+    except ImportError:  # pragma: no cover - ESPnet depends on it
+        return False
+    if getattr(typeguard.typechecked, "__espnet_pathways_noop__", False):
+        return True
+
+    def typechecked(target=None, **_options):
+        return _identity if target is None else target
+
+    typechecked.__espnet_pathways_noop__ = True
+    typeguard.typechecked = typechecked
+    return True
 
 ENV_VAR = "ESPNET_PATHWAYS_RNNT_LOSS"
 MODULE_NAME = "warprnnt_pytorch"

@@ -48,10 +48,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch_size", type=int, default=32, help="utterances decoded together (--decoder batched)")
     args = p.parse_args(argv)
 
+    from espnet_pathways.bin import batch_inference  # first: it turns typeguard's instrumentation off
     from espnet2.bin import asr_transducer_inference
 
     from espnet_pathways import export
-    from espnet_pathways.bin import batch_inference
 
     failed = 0
     for line in args.jobs.read_text(encoding="utf-8").splitlines():

@@ -54,6 +54,10 @@ def main(argv=None) -> int:
 
 def run(args) -> None:
     import torch
+
+    from espnet_pathways.espnet_compat import skip_typeguard
+
+    skip_typeguard()  # ~13 s less start-up (ESPnet's import-time instrumentation)
     from espnet2.fileio.sound_scp import SoundScpReader
 
     from espnet_pathways.ssl_targets import KMeansTargets, features_for, fit_kmeans, read_scp

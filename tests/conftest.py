@@ -1,10 +1,15 @@
 """Shared fixtures."""
+import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from espnet_pathways.espnet_compat import install_transducer_loss
+from espnet_pathways.espnet_compat import install_transducer_loss, skip_typeguard
+
+skip_typeguard()  # as the plugin's entry points run ESPnet (~13 s less to import it once per session)
 
 ROOT = Path(__file__).resolve().parents[1]
 # How `tiny_mls` is made (a re-run with the same arguments is a no-op).
@@ -31,3 +36,47 @@ def tiny_mls(tmp_path_factory) -> Path:
 def _rnnt_loss():
     """ESPnet imports ``warprnnt_pytorch`` lazily, per model: every test starts with the shim in place."""
     install_transducer_loss()
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """A finished ``run.sh`` stages 1-13 on the tiny mini-MLS; ``common`` are the run.sh options it used."""
+
+    work: Path
+    common: tuple
+    took: float
+
+    @property
+    def exp(self) -> Path:
+        return self.work / "exp"
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tmp_path_factory) -> TinyRecipe:
+    """``./run.sh --stage 1 --stop_stage 13`` once per session (slow tests share it, ~2-3 min).
+
+    Tiny mini-MLS of en and fr, ``conf/train_tiny.yaml`` (1 epoch), decoding with beam 1 (0.4 s
+    instead of 12 s per set of an untrained tiny model). Its corpus, data and dump dirs are
+    read-only for the tests; a test that runs later stages copies ``exp/`` (``copy_exp``) and
+    points ``--expdir`` at the copy.
+    """
+    work = tmp_path_factory.mktemp("tiny_recipe")
+    decode = work / "decode_fast.yaml"
+    decode.write_text((ROOT / "conf" / "decode.yaml").read_text().replace("beam_size: 4", "beam_size: 1"))
+    common = ("--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(work / "corpus"),
+              "--data", str(work / "data"), "--dump", str(work / "dump"),
+              "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2")
+    start = time.time()
+    out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "1", "--stop_stage", "13", *common,
+                          "--expdir", str(work / "exp")], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return TinyRecipe(work, common, time.time() - start)
+
+
+def copy_exp(recipe: TinyRecipe, dest: Path) -> Path:
+    """A private copy of the tiny recipe's ``exp/`` (the dense model, stats, stage times) at ``dest``."""
+    import shutil
+
+    shutil.copytree(recipe.exp, dest, symlinks=True)
+    return dest

@@ -62,3 +62,7 @@ def test_training_tiny():
 
 def test_mask_events_tiny():
     run_tiny("mask_events.py", "| size | scope | prunable | event, unions (s) | event, counts (s) |")
+
+
+def test_startup_tiny():
+    run_tiny("startup.py", "| variant | `import inflect` (s) | ratio |")

@@ -3,6 +3,7 @@
 import argparse
 import itertools
 import math
+import os
 import subprocess
 import sys
 
@@ -217,6 +218,30 @@ def test_install_shim_is_idempotent(monkeypatch):
         espnet_compat.uninstall_transducer_loss()
         if previous is not None:
             espnet_compat.install_transducer_loss(previous)
+
+
+@pytest.mark.parametrize("env, checked", [("0", False), ("1", True)])
+def test_skip_typeguard_turns_instrumentation_off_unless_asked(env, checked, tmp_path):
+    """In a fresh interpreter (typeguard's decorator is read when a module is imported): after the
+    plugin's entry-point package is imported, @typechecked no longer checks, unless
+    ESPNET_PATHWAYS_TYPECHECK=1 keeps it."""
+    code = (
+        "import espnet_pathways.bin\n"
+        "from typeguard import typechecked\n"
+        "@typechecked\n"
+        "def f(x: int) -> int:\n"
+        "    return x\n"
+        "try:\n"
+        "    f('not an int')\n"
+        "    print('unchecked')\n"
+        "except Exception as e:\n"
+        "    print('checked', type(e).__name__)\n"
+    )
+    (tmp_path / "probe.py").write_text(code)  # typeguard instruments from source: a file, not -c
+    out = subprocess.run([sys.executable, str(tmp_path / "probe.py")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "ESPNET_PATHWAYS_TYPECHECK": env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == ("checked" if checked else "unchecked"), out.stdout
 
 
 # ---------------------------------------------------------------------------------------

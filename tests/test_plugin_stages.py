@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import copy_exp
 from espnet_pathways.masks import MaskSet, PathwayMasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,6 +247,9 @@ def test_help_lists_plugin_stages_and_options():
     (["--seeds", "1 0 1"], "--seeds: a seed is given twice"),
     (["--seeds", " "], "--seeds needs at least one integer seed"),
     (["--scratch_epochs", "two"], "--scratch_epochs must be a non-negative integer"),
+    (["--mono_epochs", "2.5"], "--mono_epochs must be a non-negative integer"),
+    (["--mono_epochs", "0"], "--mono_epochs must be at least 1"),
+    (["--plugin_epochs", "0"], "--plugin_epochs must be at least 1"),
     (["--small_config", "nope.yaml"], "--small_config nope.yaml: no such file"),
 ])
 def test_bad_plugin_options_fail_before_any_stage(args, message):
@@ -262,19 +266,17 @@ def test_plugin_stage_without_dense_model_says_which_stage(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_plugin_stages_end_to_end(tmp_path):
-    """Stages 1-13 (tiny model, 1 epoch), then LTH for en+fr, ASR Pathways, one Dynamic Pathways, decode, report."""
-    decode = tmp_path / "decode_fast.yaml"  # beam 1: 0.4 s instead of 12 s per set of an untrained tiny model
-    decode.write_text((ROOT / "conf" / "decode.yaml").read_text().replace("beam_size: 4", "beam_size: 1"))
-    common = ["--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "corpus"),
-              "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
-              "--train_config", "conf/train_tiny.yaml", "--decode_config", str(decode), "--decode_nj", "2"]
+def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
+    """From the tiny recipe's stages 1-13 (conftest.tiny_recipe): LTH for en+fr with --mono_epochs 2, ASR Pathways,
+    one Dynamic Pathways, decode, report; then a re-run, the batched decoder, a second seed, dual-mode and SSL."""
+    common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp"))]
     plugin = ["--systems", "ref dense_small lth lap pathways_lth pathways_random dyn_lth_s70",
-              "--init_sparsities", "70", "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1",
-              "--rerank_interval", "1", "--scratch_epochs", "1", "--small_config", "conf/train_tiny.yaml"]
+              "--init_sparsities", "70", "--plugin_epochs", "1", "--mono_epochs", "2", "--prune_interval", "2",
+              "--prune_rounds", "1", "--rerank_interval", "1", "--scratch_epochs", "1",
+              "--small_config", "conf/train_tiny.yaml"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     start = time.time()
-    out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "1", "--stop_stage", "21", *common, *plugin],
+    out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "21", *common, *plugin],
                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     took = time.time() - start
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
@@ -295,8 +297,20 @@ def test_tiny_plugin_stages_end_to_end(tmp_path):
     assert (root / "figures" / "iou_pathways_lth.png").is_file()
     assert "missing (stage 14)" in text  # imp was not selected
     stages = [line.split("\t")[0] for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
-    assert stages[-9:] == [str(s) for s in range(13, 22)]
-    print(f"tiny stages 1-21: {took:.0f}s")
+    assert stages[-8:] == [str(s) for s in range(14, 22)]
+    # --mono_epochs 2: the monolingual runs (ref, lth) train 2 epochs, their T is scaled by 2 x the language's
+    # share; the multilingual runs keep --plugin_epochs 1
+    assert json.loads((pw / "lth" / "system.json").read_text())["epochs"] == 2
+    shapes = [line.split() for line in next((tmp_path / "exp").glob("asr_stats_*/train/speech_shape")).read_text().splitlines()]
+    frames = {lang: sum(int(n) for u, n in shapes if u.startswith(f"{lang}_")) for lang in ("en", "fr")}
+    for lang in ("en", "fr"):
+        share = frames[lang] / sum(int(n) for _, n in shapes)
+        cfg = yaml.safe_load((pw / "lth" / f"train_{lang}.yaml").read_text())["pathways"]
+        assert cfg["prune_interval"] == max(2, int(2 * share * 2 + 0.5)), (lang, share, cfg)
+        for run in (pw / "lth" / f"train_{lang}", pw / "ref" / f"train_{lang}"):
+            assert (run / "train.log").read_text().count("epoch results") == 2, run
+    assert (pw / "lap" / "train" / "train.log").read_text().count("epoch results") == 1
+    print(f"tiny stages 14-21: {took:.0f}s (stages 1-13: {tiny_recipe.took:.0f}s)")
     # Idempotent: a re-run of the training stages skips every finished run.
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)

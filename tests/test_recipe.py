@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import copy_exp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,16 +52,9 @@ def test_missing_mls_root_is_reported(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_end_to_end_stages_1_to_13(tmp_path):
-    """Stages 1-13 on a tiny mini-MLS (2 languages) with a tiny model and one epoch."""
-    work = tmp_path
-    args = ["--stage", "1", "--stop_stage", "13", "--langs", "en fr", "--corpus_size", "tiny",
-            "--corpus_dir", str(work / "corpus"), "--data", str(work / "data"),
-            "--dump", str(work / "dump"), "--expdir", str(work / "exp"),
-            "--train_config", "conf/train_tiny.yaml", "--nbpe", "40", "--decode_nj", "2"]
-    out = run_sh(*args, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    exp = work / "exp" / "asr_train_tiny"
+def test_tiny_end_to_end_stages_1_to_13(tiny_recipe, tmp_path):
+    """Stages 1-13 on a tiny mini-MLS (2 languages) with a tiny model and one epoch (conftest.tiny_recipe)."""
+    exp = tiny_recipe.exp / "asr_train_tiny"
     results = json.loads((exp / "results.json").read_text())
     assert set(results["sets"]) == {"en_test", "fr_test"}
     for s in results["sets"].values():
@@ -70,11 +64,12 @@ def test_tiny_end_to_end_stages_1_to_13(tmp_path):
     assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
     assert "| en |" in text and "| fr |" in text
     # Every stage recorded its wall time.
-    stages = [line.split("\t")[0] for line in (work / "exp" / "stage_times.tsv").read_text().splitlines()]
+    stages = [line.split("\t")[0] for line in (tiny_recipe.exp / "stage_times.tsv").read_text().splitlines()]
     assert stages == ["1", "3", "4", "5", "10", "11", "12", "13"]
-    # Re-running is cheap: finished stages are skipped.
-    args[1], args[3] = "5", "11"
-    again = run_sh(*args, timeout=300)
+    print(f"tiny stages 1-13: {tiny_recipe.took:.0f}s")
+    # Re-running is cheap: finished stages are skipped (on a copy of exp/: the fixture stays as it was).
+    again = run_sh("--stage", "5", "--stop_stage", "11", *tiny_recipe.common,
+                   "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp")), timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "exists: skipped" in again.stdout
 
