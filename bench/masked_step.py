@@ -13,17 +13,20 @@ batches).  Variants:
 * ``dense``: the stock model.
 * ``swap``: the plugin's in-place swap alone (:class:`~espnet_pathways.swap.InPlaceMasker`:
   stash + zero the other languages' weights, gradient hooks), plain Adam step.
-* ``swap+guard``: what training runs: :class:`PathwayTransducerModel` with a
-  :class:`PathwaysController` (swap, gradient hooks, :class:`PathwayGuard` keeping
-  weights and Adam state outside the region bit-identical).
+* ``swap+region``: what training runs: :class:`PathwayTransducerModel` with a
+  :class:`PathwaysController` (swap, gradient hooks, and Adam's own step writing weights and
+  moments only inside the region: :class:`~espnet_pathways.optim.RegionStep`).
+* ``swap+guard``: the same with ``region_step: guard``, the fallback for optimizers the
+  region-aware step does not cover (:class:`PathwayGuard`: snapshot before the step, restore
+  outside the region after it).
 * ``prune``: ``torch.nn.utils.prune.custom_from_mask`` (``weight_orig`` + ``weight_mask``,
   weight recomputed by a forward pre-hook), the mask buffer overwritten per language.
 * ``parametrize``: ``torch.ao.pruning``'s ``FakeSparsity`` parametrization
   (``torch.nn.utils.parametrize``), the mask buffer overwritten per language.
 
 ``prune`` and ``parametrize`` mask the forward and the gradients but do not keep Adam
-from moving the weights outside the mask: compare them with ``swap``; ``swap+guard`` is
-the pathway-safe step.  Step time: forward + backward + clipping + optimizer step (+ mask
+from moving the weights outside the mask: compare them with ``swap``; ``swap+region`` and
+``swap+guard`` are the pathway-safe steps.  Step time: forward + backward + clipping + optimizer step (+ mask
 switch), median over ``--rounds`` × ``--steps`` steps, the variants interleaved round by
 round (the machine may be shared).  Peak memory of a step (two steps, so one language
 switch): CUDA ``max_memory_allocated``; CPU the peak of the PyTorch profiler's memory
@@ -57,7 +60,7 @@ install_transducer_loss()
 
 CONFIGS = {"demo": ROOT / "conf" / "train_demo.yaml", "tiny": ROOT / "conf" / "train_tiny.yaml",
            "70m": ROOT / "bench" / "conf" / "train_70m.yaml"}  # 70m: for a GPU (issue 6)
-VARIANTS = ("dense", "swap", "swap+guard", "prune", "parametrize")
+VARIANTS = ("dense", "swap", "swap+region", "swap+guard", "prune", "parametrize")
 LANGS = ("en", "fr")
 
 
@@ -111,12 +114,13 @@ class Variant:
             self.masker = InPlaceMasker(self.model, names)
             self.masker.set_support(masks.union())
             self.masker.install_grad_hooks()
-        elif name == "swap+guard":
+        elif name in ("swap+region", "swap+guard"):
             from espnet_pathways.controller import PathwaysConfig, PathwaysController
             from espnet_pathways.model import PathwayTransducerModel
 
             PathwayTransducerModel.from_stock(self.model)
-            cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(random)"})
+            cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(random)",
+                                            "region_step": "region" if name == "swap+region" else "guard"})
             self.ctl = PathwaysController(self.model, cfg, languages=list(LANGS), init_masks=masks)
         elif name == "prune":
             for n, mod in self.mods.items():

@@ -42,7 +42,10 @@ decoder., joint_network.), ``include``/``exclude`` regexes; see
 :class:`~espnet_pathways.sampler.LanguageBatchSampler`, the default except for ``lap``),
 ``policy`` (``round_robin`` | ``proportional`` | ``temperature``), ``beta`` (temperature
 exponent), ``utt2lang`` (file; default: ``utt2lang`` or ``utt2category`` beside the first
-data file, else the utterance-id prefix before the first ``_``).  ``languages`` defaults
+data file, else the utterance-id prefix before the first ``_``), ``region_step`` (``auto``,
+the default: a region-aware step for ``torch.optim.Adam``/``AdamW``/``SGD``, else the
+snapshot-and-restore guard; ``region`` or ``guard`` to force one; see
+:mod:`espnet_pathways.optim`).  ``languages`` defaults
 to every language in the training data.  Each batch's loss is also reported as
 ``loss_<lang>`` (train and valid).
 
@@ -77,7 +80,7 @@ from torch import nn
 from espnet_pathways.masks import DEFAULT_PREFIXES, MaskSet, PathwayMasks, prunable_names
 from espnet_pathways.modes import MODES, ModeRule, PathwaysError
 from espnet_pathways.modes.base import fmt_sparsity
-from espnet_pathways.optim import PathwayGuard
+from espnet_pathways.optim import PathwayGuard, RegionStep, step_guard
 from espnet_pathways.pruning import (
     AdaptiveSchedule,
     CubicSchedule,
@@ -127,6 +130,7 @@ class PathwaysConfig:
     policy: str = "round_robin"
     beta: float = 1.0
     utt2lang: str | None = None
+    region_step: str = "auto"
     options: Any = field(default=None, compare=False)
     """The mode's own section (``pathways.<mode>``), parsed by its rule; not a YAML key itself."""
 
@@ -171,6 +175,8 @@ class PathwaysConfig:
         if not isinstance(mode, str) or mode not in MODES:
             raise PathwaysError(f"pathways.mode: {mode!r} is not one of {', '.join(MODES)}")
         rule = self.rule
+        if self.region_step not in ("auto", "region", "guard"):
+            raise PathwaysError(f"pathways.region_step: {self.region_step!r} is not auto, region or guard")
         if self.languages is not None:
             if isinstance(self.languages, str):
                 self.languages = self.languages.split()
@@ -421,7 +427,7 @@ class PathwaysController:
         self.version = 0
         self.schedules: dict[str, Any] = {}
         self.optimizer: torch.optim.Optimizer | None = None
-        self.guard: PathwayGuard | None = None
+        self.guard: RegionStep | PathwayGuard | None = None
         self._pending: list[tuple[Hashable, MaskSet | None]] = []
         self._full: dict[str, bool] = {}
         self._theta0: dict[str, torch.Tensor] | None = None
@@ -477,9 +483,13 @@ class PathwaysController:
             raise RuntimeError("controller already installed")
         self.optimizer = optimizer
         # order matters: our pre-hook (may release the swap) before the guard's snapshot,
-        # the guard's restore before our post-hook (events see the restored state)
+        # the guard's restore before our post-hook (events see the restored state); a
+        # region-aware step (Adam, AdamW, SGD) needs neither snapshot nor restore
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
-        self.guard = PathwayGuard(optimizer, self.model)
+        try:
+            self.guard = step_guard(optimizer, self.model, self.config.region_step)
+        except ValueError as e:
+            raise PathwaysError(f"pathways.region_step: {e}") from None
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
         self._handles.append(optimizer.register_state_dict_post_hook(self._opt_state_dict))
         self._handles.append(optimizer.register_load_state_dict_pre_hook(self._opt_load_state_dict))

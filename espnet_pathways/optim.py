@@ -10,10 +10,13 @@ embeddings) are shared and always trainable.
 * :func:`mask_grads_` -- grad ← grad ⊙ region, so that gradient clipping measures the
   gradient the step will really use.  Call it after the last accumulated backward (and
   after ``GradScaler.unscale_``), before clipping.
-* :class:`PathwayGuard` -- step hooks on any ``torch.optim.Optimizer`` (Adam, AdamW, SGD,
-  ... as ESPnet builds them from a config; also through ``GradScaler.step``) that restore
-  the outside elements of each guarded parameter and of its optimizer-state tensors of the
-  same shape after every ``optimizer.step()``.
+* :class:`RegionStep` -- for ``torch.optim.Adam``, ``AdamW`` and ``SGD`` (what ESPnet builds
+  from ``optim: adam|adamw|sgd``): the optimizer's own step computes the stock update and
+  writes it only inside the region (no copies; :func:`step_guard` picks it where it applies).
+* :class:`PathwayGuard` -- the fallback for any other ``torch.optim.Optimizer``: step hooks
+  (also through ``GradScaler.step``) that restore the outside elements of each guarded
+  parameter and of its optimizer-state tensors of the same shape after every
+  ``optimizer.step()``.
 
 Memory: no permanent copy of anything.  During one ``optimizer.step()`` the guard holds a
 clone of each guarded parameter that has a gradient and of its same-shape state tensors
@@ -29,7 +32,8 @@ so bias correction for a shared tensor counts the steps of every language that t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -138,3 +142,280 @@ class PathwayGuard:
                 else:
                     v.masked_fill_(~m, 0)
         self._saved = []
+
+
+# ---------------------------------------------------------------------------------------
+# Region-aware optimizer steps: invariant 2 without snapshots
+# ---------------------------------------------------------------------------------------
+def _adam_tensor(p: Tensor, grad: Tensor, state: dict, *, lr: float, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
+    """One tensor of ``torch.optim.Adam``/``AdamW``'s single-tensor step (torch 2.9-2.11, float
+    hyperparameters, not capturable or differentiable): the same operations in the same order."""
+    if maximize:
+        grad = -grad
+    step_t = state["step"]
+    step_t += 1
+    if weight_decay != 0:
+        if decoupled:
+            p.mul_(1 - lr * weight_decay)
+        else:
+            grad = grad.add(p, alpha=weight_decay)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step = step_t.item()
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2**0.5
+    if amsgrad:
+        max_sq = state["max_exp_avg_sq"]
+        torch.maximum(max_sq, exp_avg_sq, out=max_sq)
+        denom = (max_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    else:
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _sgd_tensor(p: Tensor, grad: Tensor, state: dict, *, lr: float, momentum: float, dampening: float,
+                weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """One tensor of ``torch.optim.SGD``'s single-tensor step: the same operations in the same order."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad.add(p, alpha=weight_decay)
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = grad.detach().clone()
+            state["momentum_buffer"] = buf
+        else:
+            buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+        grad = grad.add(buf, alpha=momentum) if nesterov else buf
+    p.add_(grad, alpha=-lr)
+
+
+class _RegionIndex:
+    """The flat positions of a region mask's kept elements (int32 where they fit), made once per
+    mask tensor and dropped when the mask is (a re-ranked or pruned mask is a new tensor; an edit
+    in place changes its version and is seen)."""
+
+    def __init__(self):
+        self._cache: dict[int, tuple[weakref.ref, int, Tensor]] = {}
+
+    def __call__(self, mask: Tensor) -> Tensor:
+        key = id(mask)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0]() is mask and hit[1] == mask._version:
+            return hit[2]
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        if mask.numel() < 2**31:
+            idx = idx.to(torch.int32)  # half the memory; widened for the scatter, one tensor at a time
+        cache = self._cache
+        cache[key] = (weakref.ref(mask, lambda _, k=key: cache.pop(k, None)), mask._version, idx)
+        return idx
+
+    def numel(self) -> int:
+        return sum(v[2].numel() for v in self._cache.values())
+
+
+def _compact_step(p: Tensor, grad: Tensor, state: dict, idx: Tensor, step_fn, new_state: Iterable[str] = ()) -> None:
+    """Run ``step_fn(p_c, grad_c, state_c)`` on the region's elements only (gathered by ``idx``), then
+    write weights and per-element state back there.  Elements outside are never read or written.
+    ``new_state``: per-element state the step may create (zero outside the region)."""
+    wide = idx if idx.dtype == torch.long else idx.long()
+    flat = {k: v.view(-1) for k, v in state.items() if torch.is_tensor(v) and v.shape == p.shape}
+    state_c = {k: v for k, v in state.items() if k not in flat}
+    state_c.update({k: v.index_select(0, idx) for k, v in flat.items()})
+    p_c = p.view(-1).index_select(0, idx)
+    step_fn(p_c, grad.reshape(-1).index_select(0, idx), state_c)
+    p.view(-1).index_copy_(0, wide, p_c)
+    for k, v in state_c.items():
+        if k in flat:
+            flat[k].index_copy_(0, wide, v)
+        elif k in new_state:  # born in this step: 0 outside the region, as if never stepped there
+            full = torch.zeros_like(p)
+            full.view(-1).index_copy_(0, wide, v)
+            state[k] = full
+        else:
+            state[k] = v  # scalars (Adam's step count: shared, incremented in place)
+
+
+class _RegionAdam:
+    """Mixin for Adam/AdamW: ``step`` updates each parameter (and its moments) only inside its region."""
+
+    _pathway_regions: dict[int, Tensor]
+    _pathway_index: _RegionIndex
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        regions = getattr(self, "_pathway_regions", {})
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            hyper = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                         amsgrad=group["amsgrad"], maximize=group["maximize"],
+                         decoupled=group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW)))
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:  # as Adam._init_group (not capturable, not fused)
+                    state["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if group["amsgrad"]:
+                        state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                r = regions.get(id(p))
+                if r is None:
+                    _adam_tensor(p.detach(), p.grad, state, **hyper)
+                else:
+                    _compact_step(p.detach(), p.grad, state, self._pathway_index(r),
+                                  lambda p_c, g_c, st_c: _adam_tensor(p_c, g_c, st_c, **hyper))
+        return loss
+
+
+class _RegionSGD:
+    """Mixin for SGD: ``step`` updates each parameter (and its momentum) only inside its region."""
+
+    _pathway_regions: dict[int, Tensor]
+    _pathway_index: _RegionIndex
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        regions = getattr(self, "_pathway_regions", {})
+        for group in self.param_groups:
+            hyper = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                         weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                r = regions.get(id(p))
+                if r is None:
+                    _sgd_tensor(p.detach(), p.grad, self.state[p], **hyper)
+                else:
+                    _compact_step(p.detach(), p.grad, self.state[p], self._pathway_index(r),
+                                  lambda p_c, g_c, st_c: _sgd_tensor(p_c, g_c, st_c, **hyper),
+                                  new_state=("momentum_buffer",))
+        return loss
+
+
+class RegionAdam(_RegionAdam, torch.optim.Adam):
+    """``torch.optim.Adam`` whose step writes only inside each parameter's pathway region."""
+
+
+class RegionAdamW(_RegionAdam, torch.optim.AdamW):
+    """``torch.optim.AdamW`` whose step writes only inside each parameter's pathway region."""
+
+
+class RegionSGD(_RegionSGD, torch.optim.SGD):
+    """``torch.optim.SGD`` whose step writes only inside each parameter's pathway region."""
+
+
+_REGION_CLASSES: dict[type, type] = {torch.optim.Adam: RegionAdam, torch.optim.AdamW: RegionAdamW,
+                                     torch.optim.SGD: RegionSGD}
+
+
+def region_step_unsupported(optimizer: torch.optim.Optimizer) -> str | None:
+    """Why ``optimizer`` cannot take a region-aware step (then :class:`PathwayGuard` is used), or ``None``."""
+    cls = type(optimizer)
+    if cls in _REGION_CLASSES.values():
+        return None
+    if cls not in _REGION_CLASSES:
+        return f"{cls.__name__} (region-aware steps cover torch.optim.Adam, AdamW and SGD)"
+    for group in optimizer.param_groups:
+        for key in ("capturable", "differentiable", "fused"):
+            if group.get(key):
+                return f"{cls.__name__} with {key}=True"
+        for key in ("lr", "weight_decay", "momentum", "dampening", "eps"):
+            if torch.is_tensor(group.get(key)):
+                return f"{cls.__name__} with a tensor {key}"
+        if any(torch.is_tensor(b) for b in group.get("betas", ())):
+            return f"{cls.__name__} with tensor betas"
+        if any(p.is_complex() or p.is_sparse for p in group["params"]):
+            return f"{cls.__name__} on complex or sparse parameters"
+        if not all(p.is_contiguous() for p in group["params"]):
+            return f"{cls.__name__} on non-contiguous parameters"
+    return None
+
+
+class RegionStep:
+    """Invariant 2 without snapshots: the optimizer's own step writes only inside the region.
+
+    The same interface as :class:`PathwayGuard` (``region``, ``trainable()``, ``remove()``), for
+    ``torch.optim.Adam``, ``AdamW`` and ``SGD`` as ESPnet builds them (floats for every
+    hyperparameter; foreach or not; not fused, capturable or differentiable; contiguous
+    parameters): the instance's class becomes :class:`RegionAdam` / :class:`RegionAdamW` /
+    :class:`RegionSGD`, subclasses whose ``step`` is the stock single-tensor algorithm, the same
+    operations in the same order, run for a masked parameter on its region's elements only:
+    weight, gradient and per-element state gathered at the region's positions, stepped, and
+    written back there (``index_select`` / ``index_copy_``; elements outside are never touched).
+    The positions of each region mask are found once and kept while the mask lives (int32: 4
+    bytes per kept weight per region in use, e.g. per language).  Parameters without a mask in
+    the region step as stock.  Nothing is snapshotted before the step or restored after it; the
+    state dict, hooks, LR schedulers and ``GradScaler`` see the stock optimizer (``isinstance``
+    holds, the state keys are the stock ones).  ``remove()`` gives the instance its class back.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module | Mapping[str, Tensor]):
+        reason = region_step_unsupported(optimizer)
+        if reason is not None:
+            raise ValueError(f"region-aware step: not for {reason}")
+        self.optimizer = optimizer
+        self._params = _named(model)
+        self._region: MaskSet | None = None
+        self._base = type(optimizer)
+        if self._base in _REGION_CLASSES:
+            optimizer.__class__ = _REGION_CLASSES[self._base]
+            optimizer._patch_step_function()  # the subclass's step runs the optimizer's hooks too
+        optimizer._pathway_regions = {}
+        optimizer._pathway_index = _RegionIndex()
+
+    @property
+    def region(self) -> MaskSet | None:
+        return self._region
+
+    @region.setter
+    def region(self, region: MaskSet | None) -> None:
+        if region is None:
+            self.optimizer._pathway_regions = {}
+        else:
+            _check_region(region, self._params)
+            self.optimizer._pathway_regions = {
+                id(self._params[n]): m if m.device == self._params[n].device else m.to(self._params[n].device)
+                for n, m in region.items()
+            }
+        self._region = region
+
+    @contextmanager
+    def trainable(self, region: MaskSet | None) -> Iterator[None]:
+        """Step inside the block with ``region``; restore the previous region after."""
+        previous, self.region = self._region, region
+        try:
+            yield
+        finally:
+            self.region = previous
+
+    def remove(self) -> None:
+        if type(self.optimizer) is not self._base:
+            self.optimizer.__class__ = self._base
+        self.optimizer._pathway_regions = {}
+
+
+def step_guard(optimizer: torch.optim.Optimizer, model: nn.Module | Mapping[str, Tensor],
+               kind: str = "auto") -> RegionStep | PathwayGuard:
+    """The object that keeps invariant 2 for ``optimizer``: ``auto`` -- a :class:`RegionStep` where the
+    optimizer is covered, else a :class:`PathwayGuard`; ``region`` / ``guard`` -- that one (``region``
+    on an uncovered optimizer: ``ValueError`` saying why)."""
+    if kind not in ("auto", "region", "guard"):
+        raise ValueError(f"region_step: expected auto, region or guard, got {kind!r}")
+    if kind == "guard" or (kind == "auto" and region_step_unsupported(optimizer) is not None):
+        return PathwayGuard(optimizer, model)
+    return RegionStep(optimizer, model)

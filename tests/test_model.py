@@ -27,6 +27,7 @@ from espnet_pathways.controller import (  # noqa: E402
 )
 from espnet_pathways.masks import MaskSet, PathwayMasks, prunable_names  # noqa: E402
 from espnet_pathways.model import PathwayTransducerModel  # noqa: E402
+from espnet_pathways.optim import PathwayGuard, RegionStep  # noqa: E402
 from espnet_pathways.swap import InPlaceMasker  # noqa: E402
 from espnet_pathways.task import ASRPathwaysTask  # noqa: E402
 from tiny_asr import ROOT, TOKENS  # noqa: E402
@@ -201,6 +202,7 @@ def test_dynamic_training_batch_uses_candidates_and_eval_uses_mask(training):
 OPTIMIZERS = {
     "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3),
     "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+    "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
 }
 
 
@@ -208,15 +210,17 @@ def _state(opt, p):
     return {k: v.clone() for k, v in opt.state.get(p, {}).items() if torch.is_tensor(v) and v.shape == p.shape}
 
 
+@pytest.mark.parametrize("region_step", ["auto", "guard"])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 @pytest.mark.parametrize("mode", ["pathways", "dynamic_pathways"])
-def test_step_leaves_outside_region_bit_identical(opt_name, mode):
+def test_step_leaves_outside_region_bit_identical(opt_name, mode, region_step):
     model = build()
     masks = random_masks(model)
     extra = dict(final_sparsity=0.7, prune_interval=50, num_rounds=1, rerank_interval=40) if mode == "dynamic_pathways" else {}
-    ctl = controller(model, mode, masks, **extra)
+    ctl = controller(model, mode, masks, region_step=region_step, **extra)
     opt = OPTIMIZERS[opt_name](model.parameters())
     ctl.install(opt)
+    assert isinstance(ctl.guard, RegionStep if region_step == "auto" else PathwayGuard)
     model.train()
     params = dict(model.named_parameters())
     # accumulation 2 (same language), then a mixed accumulation (en + fr)
@@ -463,6 +467,13 @@ def test_controller_state_rides_in_the_optimizer_state_dict(tmp_path):
 
 
 # ---------------------------------------------------------------- config and masks errors
+def test_region_step_that_cannot_apply_is_one_line_error():
+    model = build()
+    ctl = controller(model, "pathways", random_masks(model), region_step="region")
+    with pytest.raises(PathwaysError, match=r"pathways\.region_step: region-aware step: not for RMSprop"):
+        ctl.install(torch.optim.RMSprop(model.parameters()))
+
+
 @pytest.mark.parametrize("conf, message", [
     ({"mode": "imp", "languages": ["fr"], "final_sparsity": 1.0, "prune_interval": 2, "num_rounds": 2},
      r"pathways\.final_sparsity must be in \[0, 1\), got 1\.0"),
@@ -475,6 +486,7 @@ def test_controller_state_rides_in_the_optimizer_state_dict(tmp_path):
     ({"mode": "pathways"}, r"pathways\.init_masks: mode pathways needs a masks file"),
     ({"mode": "prune"}, r"pathways\.mode: 'prune' is not one of"),
     ({"mode": "imp", "sparsity": 0.5}, r"pathways\.sparsity: unknown option"),
+    ({"mode": "pathways", "init_masks": "m.pt", "region_step": "fused"}, r"pathways\.region_step: 'fused' is not auto"),
     ({"mode": "imp", "final_sparsity": 0.5, "prune_interval": 2}, r"pathways\.num_rounds: required by schedule cubic"),
     ({"mode": "pathways", "init_masks": "m.pt", "final_sparsity": 0.5}, r"pathways\.final_sparsity: not used by mode pathways"),
 ])

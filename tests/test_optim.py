@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from espnet_pathways.masks import MaskSet
-from espnet_pathways.optim import PathwayGuard, mask_grads_
+from espnet_pathways.optim import PathwayGuard, RegionStep, mask_grads_, region_step_unsupported, step_guard
 
 NAMES = ("0.weight", "2.weight")
 OPTIMIZERS = {
@@ -14,6 +14,16 @@ OPTIMIZERS = {
     "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-3),
 }
+# more of what ESPnet's optim_conf can ask for, for the region-aware step against the guard
+MORE_OPTIMIZERS = {
+    "adam_maximize_foreach": lambda ps: torch.optim.Adam(ps, lr=1e-2, maximize=True, foreach=True),
+    "adamw_amsgrad": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+    "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "sgd_dampening": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5, dampening=0.3),
+    "sgd_plain": lambda ps: torch.optim.SGD(ps, lr=0.1),
+}
+OPTIMIZERS.update(MORE_OPTIMIZERS)
+KINDS = {True: PathwayGuard, "guard": PathwayGuard, "region": RegionStep}
 SCHEDULE = ["en", "fr", "en", "en", "fr", "fr"]
 
 
@@ -42,7 +52,7 @@ def _run(opt_name, *, guard: bool, mask: bool, scaler=None):
     """Alternate languages; yield (lang, region, before, after) per step."""
     model, regions, opt = _setup(opt_name)
     if guard:
-        guard = PathwayGuard(opt, model)
+        guard = KINDS[guard](opt, model)
     params = dict(model.named_parameters())
     for i, lang in enumerate(SCHEDULE):
         region = regions[lang]
@@ -74,9 +84,10 @@ def _run(opt_name, *, guard: bool, mask: bool, scaler=None):
         yield lang, region, before, after
 
 
-@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-def test_guarded_step_leaves_outside_bit_identical(opt_name):
-    for lang, region, before, after in _run(opt_name, guard=True, mask=True):
+@pytest.mark.parametrize("kind", ["guard", "region"])
+@pytest.mark.parametrize("opt_name", [n for n in OPTIMIZERS if n not in MORE_OPTIMIZERS])
+def test_guarded_step_leaves_outside_bit_identical(opt_name, kind):
+    for lang, region, before, after in _run(opt_name, guard=kind, mask=True):
         for n, (p_after, st_after) in after.items():
             p_before, st_before = before[n]
             if n not in region:  # shared parameter (bias): trainable
@@ -92,9 +103,10 @@ def test_guarded_step_leaves_outside_bit_identical(opt_name):
                 assert not torch.equal(v[inside], old[inside]), (lang, n, k)
 
 
-def test_guard_through_grad_scaler():
+@pytest.mark.parametrize("kind", ["guard", "region"])
+def test_guard_through_grad_scaler(kind):
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    for _, region, before, after in _run("adamw", guard=True, mask=True, scaler=scaler):
+    for _, region, before, after in _run("adamw", guard=kind, mask=True, scaler=scaler):
         for n in NAMES:
             out = ~region[n]
             assert torch.equal(after[n][0][out], before[n][0][out])
@@ -142,3 +154,85 @@ def test_guard_region_api():
     w = model[0].weight.detach().clone()
     opt.step()  # hooks removed: outside moves again
     assert not torch.equal(model[0].weight[~regions["fr"]["0.weight"]], w[~regions["fr"]["0.weight"]])
+
+
+@pytest.mark.parametrize("mask", [True, False])
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_region_step_equals_the_guard_bit_for_bit(opt_name, mask):
+    """The region-aware step gives exactly the guard's numbers, inside the region and out, on every step
+    (languages alternating, two accumulated micro-batches, clipping; with and without masked gradients)."""
+    steps = 0
+    for (_, _, _, ours), (_, _, _, ref) in zip(_run(opt_name, guard="region", mask=mask),
+                                               _run(opt_name, guard="guard", mask=mask)):
+        for n in ours:
+            assert torch.equal(ours[n][0], ref[n][0]), (opt_name, steps, n)
+            assert ours[n][1].keys() == ref[n][1].keys()
+            for k in ours[n][1]:
+                assert torch.equal(ours[n][1][k], ref[n][1][k]), (opt_name, steps, n, k)
+        steps += 1
+    assert steps == len(SCHEDULE)
+
+
+def test_region_step_is_the_stock_optimizer_to_everything_else():
+    model, regions, opt = _setup("adam")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5)
+    calls = []
+    opt.register_step_post_hook(lambda *a: calls.append("post"))
+    region_step = step_guard(opt, model)
+    assert isinstance(region_step, RegionStep) and isinstance(opt, torch.optim.Adam)
+    region_step.region = regions["en"]
+    _accumulate(model, 0)
+    opt.step()
+    sched.step()
+    assert calls == ["post"]  # the optimizer's hooks still run around the region-aware step
+    stock = torch.optim.Adam(nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).parameters(), lr=1e-2)
+    for p in stock.param_groups[0]["params"]:
+        p.grad = torch.zeros_like(p)
+    stock.step()
+    sd, ref = opt.state_dict(), stock.state_dict()
+    assert {k: sorted(v) for k, v in sd["state"].items()} == {k: sorted(v) for k, v in ref["state"].items()}
+    assert set(sd["param_groups"][0]) - {"initial_lr"} == set(ref["param_groups"][0])  # initial_lr: the scheduler's
+    restored = torch.optim.Adam(model.parameters(), lr=1e-2)
+    restored.load_state_dict(sd)  # a checkpoint of the region-aware step is a stock Adam checkpoint
+    with region_step.trainable(regions["fr"]):
+        assert region_step.region is regions["fr"]
+    assert region_step.region is regions["en"]
+    with pytest.raises(ValueError, match=r"'9\.weight' is not a parameter"):
+        region_step.region = MaskSet({"9.weight": torch.ones(2, dtype=torch.bool)})
+    region_step.remove()
+    assert type(opt) is torch.optim.Adam
+
+
+def test_step_guard_falls_back_to_the_guard_where_the_region_step_does_not_apply():
+    model = nn.Linear(3, 2)
+    assert isinstance(step_guard(torch.optim.SGD(model.parameters(), lr=0.1), model), RegionStep)
+    assert isinstance(step_guard(torch.optim.AdamW(model.parameters()), model, "guard"), PathwayGuard)
+    rms = torch.optim.RMSprop(model.parameters())
+    assert region_step_unsupported(rms).startswith("RMSprop")
+    assert isinstance(step_guard(rms, model), PathwayGuard)
+    tensor_lr = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))
+    assert "tensor lr" in region_step_unsupported(tensor_lr)
+    assert isinstance(step_guard(tensor_lr, model), PathwayGuard)
+    with pytest.raises(ValueError, match="region-aware step: not for RMSprop"):
+        step_guard(rms, model, "region")
+    with pytest.raises(ValueError, match="expected auto, region or guard"):
+        step_guard(rms, model, "fast")
+
+
+def test_region_positions_are_found_once_per_mask_and_follow_edits():
+    import gc
+
+    from espnet_pathways.optim import _RegionIndex
+
+    index = _RegionIndex()
+    m = torch.tensor([[True, False], [False, True]])
+    first = index(m)
+    assert first.dtype == torch.int32 and first.tolist() == [0, 3]
+    assert index(m) is first  # cached
+    m[0, 1] = True  # edited in place: its version moves, the positions follow
+    assert index(m).tolist() == [0, 1, 3]
+    other = m.clone()
+    assert index(other) is not index(m) and index.numel() == 6
+    del other
+    gc.collect()
+    assert index.numel() == 3  # a mask that is gone takes its positions with it
