@@ -374,7 +374,12 @@ class RegionStep:
         self._base = type(optimizer)
         if self._base in _REGION_CLASSES:
             optimizer.__class__ = _REGION_CLASSES[self._base]
-            optimizer._patch_step_function()  # the subclass's step runs the optimizer's hooks too
+            patch = getattr(optimizer, "_patch_step_function", None)
+            if patch is not None:
+                patch()  # the subclass's step runs the optimizer's hooks (the controller's) too
+            if not getattr(type(optimizer).step, "hooked", False):  # a torch without that mechanism
+                optimizer.__class__ = self._base
+                raise ValueError(f"{self._base.__name__}: this torch cannot run step hooks around a subclass's step")
         optimizer._pathway_regions = {}
         optimizer._pathway_index = _RegionIndex()
 
@@ -418,4 +423,9 @@ def step_guard(optimizer: torch.optim.Optimizer, model: nn.Module | Mapping[str,
         raise ValueError(f"region_step: expected auto, region or guard, got {kind!r}")
     if kind == "guard" or (kind == "auto" and region_step_unsupported(optimizer) is not None):
         return PathwayGuard(optimizer, model)
-    return RegionStep(optimizer, model)
+    try:
+        return RegionStep(optimizer, model)
+    except ValueError:
+        if kind == "region":
+            raise
+        return PathwayGuard(optimizer, model)
