@@ -88,3 +88,13 @@ def random_model(conf: Path, work: Path, vocab: int = 300) -> tuple[Path, Path, 
         yaml.safe_dump(vars(args), f)
     torch.save(model.state_dict(), mdl)
     return cfg, mdl, f"{conf.relative_to(ROOT)} architecture, random weights"
+
+
+def espnet_as_the_plugin_runs_it() -> None:
+    """Before importing ESPnet: the warp-transducer stand-in and no typeguard instrumentation, as the
+    plugin's entry points run it (``espnet_pathways.bin``; bench/startup.py measures the start-up)."""
+    from espnet_pathways.espnet_compat import install_transducer_loss, skip_typeguard
+
+    skip_typeguard()
+    install_transducer_loss()
+

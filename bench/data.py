@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchutil import ROOT, command_line, loadavg, machine_line, rotate, spread  # noqa: E402
+from benchutil import ROOT, command_line, espnet_as_the_plugin_runs_it, loadavg, machine_line, rotate, spread  # noqa: E402
 
 
 def audio_seconds(folder: Path) -> tuple[float, int]:
@@ -105,6 +105,7 @@ def make_batches(wav_scp: Path, batch_bins: int) -> tuple[list[tuple[str, ...]],
 
 
 def build_loader_parts(data_dir: Path, token_list: Path | None, bpemodel: Path | None, work: Path):
+    espnet_as_the_plugin_runs_it()
     from espnet2.train.collate_fn import CommonCollateFn
     from espnet2.train.dataset import ESPnetDataset
     from espnet2.train.preprocessor import CommonPreprocessor

@@ -50,13 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchutil import command_line, loadavg, machine_line, rotate, spread  # noqa: E402
+from benchutil import command_line, espnet_as_the_plugin_runs_it, loadavg, machine_line, rotate, spread  # noqa: E402
 
 import torch  # noqa: E402
 
-from espnet_pathways.espnet_compat import install_transducer_loss  # noqa: E402
-
-install_transducer_loss()
+espnet_as_the_plugin_runs_it()
 
 CONFIGS = {"demo": ROOT / "conf" / "train_demo.yaml", "tiny": ROOT / "conf" / "train_tiny.yaml",
            "70m": ROOT / "bench" / "conf" / "train_70m.yaml"}  # 70m: for a GPU (issue 6)

@@ -80,10 +80,10 @@ def espnet_state(model_file: Path | None, config: Path | None):
     """State dict + prunable names of an ESPnet transducer (a trained file, or random init)."""
     import torch
 
-    from espnet_pathways.espnet_compat import install_transducer_loss
+    from benchutil import espnet_as_the_plugin_runs_it
     from espnet_pathways.masks import prunable_names
 
-    install_transducer_loss()
+    espnet_as_the_plugin_runs_it()
     from espnet2.tasks.asr_transducer import ASRTransducerTask
 
     if model_file is not None and config is not None and model_file.is_file() and config.is_file():

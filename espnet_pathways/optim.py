@@ -241,11 +241,24 @@ def _compact_step(p: Tensor, grad: Tensor, state: dict, idx: Tensor, step_fn, ne
             state[k] = v  # scalars (Adam's step count: shared, incremented in place)
 
 
-class _RegionAdam:
-    """Mixin for Adam/AdamW: ``step`` updates each parameter (and its moments) only inside its region."""
+class _RegionStepMixin:
+    """``step`` of a region-aware optimizer: each parameter with a region in ``_pathway_regions``
+    steps on its region's elements only (:func:`_compact_step`), the others as stock.  A subclass
+    gives its per-group hyperparameters, its lazy state and its per-tensor algorithm."""
 
     _pathway_regions: dict[int, Tensor]
     _pathway_index: _RegionIndex
+    _new_state: tuple[str, ...] = ()  # per-element state the step itself may create
+
+    def _hyper(self, group: dict) -> dict:
+        raise NotImplementedError
+
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        pass
+
+    @staticmethod
+    def _tensor_step(p: Tensor, grad: Tensor, state: dict, **hyper) -> None:
+        raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -255,56 +268,50 @@ class _RegionAdam:
                 loss = closure()
         regions = getattr(self, "_pathway_regions", {})
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            hyper = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                         amsgrad=group["amsgrad"], maximize=group["maximize"],
-                         decoupled=group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW)))
+            hyper = self._hyper(group)
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if len(state) == 0:  # as Adam._init_group (not capturable, not fused)
-                    state["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                self._init_state(p, group, state)
                 r = regions.get(id(p))
                 if r is None:
-                    _adam_tensor(p.detach(), p.grad, state, **hyper)
+                    self._tensor_step(p.detach(), p.grad, state, **hyper)
                 else:
                     _compact_step(p.detach(), p.grad, state, self._pathway_index(r),
-                                  lambda p_c, g_c, st_c: _adam_tensor(p_c, g_c, st_c, **hyper))
+                                  lambda p_c, g_c, st_c: self._tensor_step(p_c, g_c, st_c, **hyper), self._new_state)
         return loss
 
 
-class _RegionSGD:
-    """Mixin for SGD: ``step`` updates each parameter (and its momentum) only inside its region."""
+class _RegionAdam(_RegionStepMixin):
+    """Adam/AdamW: each parameter (and its moments) updated only inside its region."""
 
-    _pathway_regions: dict[int, Tensor]
-    _pathway_index: _RegionIndex
+    _tensor_step = staticmethod(_adam_tensor)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        regions = getattr(self, "_pathway_regions", {})
-        for group in self.param_groups:
-            hyper = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
-                         weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                r = regions.get(id(p))
-                if r is None:
-                    _sgd_tensor(p.detach(), p.grad, self.state[p], **hyper)
-                else:
-                    _compact_step(p.detach(), p.grad, self.state[p], self._pathway_index(r),
-                                  lambda p_c, g_c, st_c: _sgd_tensor(p_c, g_c, st_c, **hyper),
-                                  new_state=("momentum_buffer",))
-        return loss
+    def _hyper(self, group: dict) -> dict:
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                    amsgrad=group["amsgrad"], maximize=group["maximize"],
+                    decoupled=group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW)))
+
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        if len(state) == 0:  # as Adam._init_group (not capturable, not fused)
+            state["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+class _RegionSGD(_RegionStepMixin):
+    """SGD: each parameter (and its momentum buffer) updated only inside its region."""
+
+    _tensor_step = staticmethod(_sgd_tensor)
+    _new_state = ("momentum_buffer",)
+
+    def _hyper(self, group: dict) -> dict:
+        return dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                    weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
 
 
 class RegionAdam(_RegionAdam, torch.optim.Adam):
