@@ -67,7 +67,23 @@ def mask_grads_(model: nn.Module | Mapping[str, Tensor], region: MaskSet) -> Non
             g.masked_fill_(~m.to(g.device), 0)
 
 
-class PathwayGuard:
+class _Trainable:
+    """What :class:`PathwayGuard` and :class:`RegionStep` share: ``trainable(region)`` for a block."""
+
+    _region: MaskSet | None
+    region: MaskSet | None
+
+    @contextmanager
+    def trainable(self, region: MaskSet | None) -> Iterator[None]:
+        """Keep the steps inside the block to ``region``; restore the previous region after."""
+        previous, self.region = self._region, region
+        try:
+            yield
+        finally:
+            self.region = previous
+
+
+class PathwayGuard(_Trainable):
     """Keep everything outside ``region`` bit-identical across ``optimizer.step()``.
 
     Installs a step pre-hook (snapshot) and post-hook (restore) on ``optimizer``; set the
@@ -97,15 +113,6 @@ class PathwayGuard:
         if region is not None:
             _check_region(region, self._params)
         self._region = region
-
-    @contextmanager
-    def trainable(self, region: MaskSet | None) -> Iterator[None]:
-        """Guard the steps inside the block with ``region``; restore the previous region after."""
-        previous, self.region = self._region, region
-        try:
-            yield
-        finally:
-            self._region = previous
 
     def remove(self) -> None:
         for h in self._handles:
@@ -353,7 +360,7 @@ def region_step_unsupported(optimizer: torch.optim.Optimizer) -> str | None:
     return None
 
 
-class RegionStep:
+class RegionStep(_Trainable):
     """Invariant 2 without snapshots: the optimizer's own step writes only inside the region.
 
     The same interface as :class:`PathwayGuard` (``region``, ``trainable()``, ``remove()``), for
@@ -405,15 +412,6 @@ class RegionStep:
                 for n, m in region.items()
             }
         self._region = region
-
-    @contextmanager
-    def trainable(self, region: MaskSet | None) -> Iterator[None]:
-        """Step inside the block with ``region``; restore the previous region after."""
-        previous, self.region = self._region, region
-        try:
-            yield
-        finally:
-            self.region = previous
 
     def remove(self) -> None:
         if type(self.optimizer) is not self._base:
