@@ -426,10 +426,10 @@ def step_guard(optimizer: torch.optim.Optimizer, model: nn.Module | Mapping[str,
     on an uncovered optimizer: ``ValueError`` saying why)."""
     if kind not in ("auto", "region", "guard"):
         raise ValueError(f"region_step: expected auto, region or guard, got {kind!r}")
-    if kind == "guard" or (kind == "auto" and region_step_unsupported(optimizer) is not None):
+    if kind == "guard":
         return PathwayGuard(optimizer, model)
     try:
-        return RegionStep(optimizer, model)
+        return RegionStep(optimizer, model)  # checks region_step_unsupported itself
     except ValueError:
         if kind == "region":
             raise

@@ -5,9 +5,10 @@
 
 * ``activate(key, region)``: undo the previous region (if another), then stash the
   values of D = support ∖ r compactly (``masked_select``: |D| numbers, no index tensor)
-  and zero them in place (a multiplication by ¬D: the zeroed values become ±0).  ``support`` (default: everything) is where weights may be
-  non-zero: the caller guarantees that weights outside it are zero (e.g. the union of
-  all fixed masks), so they need no stash.
+  and zero them in place (a multiplication by ¬D: the zeroed values become ±0).
+  ``support`` (default: everything) is where weights may be non-zero: the caller
+  guarantees that weights outside it are zero (e.g. the union of all fixed masks), so
+  they need no stash.
 * ``release()``: write the stashed values back (``masked_scatter_``) -- bit-exact -- and
   drop the stash.  Anything that reads or writes the true weights (``state_dict``,
   ``load_state_dict``, pruning, export) must release first; the masked model does it
@@ -17,7 +18,7 @@
   gradient clipping and DDP's all-reduce see the masked gradient.
 
 Only the positions of D change, and only while a region is active; the optimizer must
-not move them (use :class:`~espnet_pathways.optim.PathwayGuard` with the same region).
+not move them (use :func:`~espnet_pathways.optim.step_guard` with the same region).
 D is recomputed from the region and the support on release, so the caller must not
 change either while a region is active (``activate`` and ``release`` check a version).
 

@@ -41,7 +41,7 @@ def schedule(cfg: Path) -> str:
     return f"T={p.get('prune_interval')}, N={p.get('num_rounds')}, final {p.get('final_sparsity')}"
 
 
-def test_cers(results: Path, langs) -> dict:
+def decoded_cers(results: Path, langs) -> dict:
     """Each language's test CER (%) from a stage-20 ``results.json``; empty when not decoded."""
     import json
 
@@ -67,7 +67,7 @@ def collect(dirs, langs, system):
                     raise ValueError(f"{run / 'masks.pt'}: no such file (run stage 14 with --plugin_dir {d})")
                 masks[lang] = PathwayMasks.load(run / "masks.pt")[lang]
                 steps[lang] = total_steps(run / "train.log")
-            cers = test_cers(sd / system / "results.json", langs)
+            cers = decoded_cers(sd / system / "results.json", langs)
             for a, b in itertools.combinations(langs, 2):
                 rows.append(dict(dir=str(d), seed=sd.name, pair=f"{a}-{b}", steps_a=steps[a], steps_b=steps[b],
                                  schedule=schedule(sd / system / f"train_{a}.yaml"), iou=masks[a].iou(masks[b]),
