@@ -16,7 +16,9 @@ batches).  Variants:
 * ``swap+region``: what training runs: :class:`PathwayTransducerModel` with a
   :class:`PathwaysController` (swap, gradient hooks, and Adam's own step writing weights and
   moments only inside the region: :class:`~espnet_pathways.optim.RegionStep`).
-* ``swap+guard``: the same with ``region_step: guard``, the fallback for optimizers the
+* ``swap+find``: ``swap+region`` with ``swap_positions: find`` (the positions the swap zeroes
+  found again at every switch instead of cached per mask).
+* ``swap+guard``: ``swap+region`` with ``region_step: guard``, the fallback for optimizers the
   region-aware step does not cover (:class:`PathwayGuard`: snapshot before the step, restore
   outside the region after it).
 * ``prune``: ``torch.nn.utils.prune.custom_from_mask`` (``weight_orig`` + ``weight_mask``,
@@ -58,7 +60,7 @@ espnet_as_the_plugin_runs_it()
 
 CONFIGS = {"demo": ROOT / "conf" / "train_demo.yaml", "tiny": ROOT / "conf" / "train_tiny.yaml",
            "70m": ROOT / "bench" / "conf" / "train_70m.yaml"}  # 70m: for a GPU (issue 6)
-VARIANTS = ("dense", "swap", "swap+region", "swap+guard", "prune", "parametrize")
+VARIANTS = ("dense", "swap", "swap+region", "swap+find", "swap+guard", "prune", "parametrize")
 LANGS = ("en", "fr")
 
 
@@ -112,13 +114,14 @@ class Variant:
             self.masker = InPlaceMasker(self.model, names)
             self.masker.set_support(masks.union())
             self.masker.install_grad_hooks()
-        elif name in ("swap+region", "swap+guard"):
+        elif name in ("swap+region", "swap+find", "swap+guard"):
             from espnet_pathways.controller import PathwaysConfig, PathwaysController
             from espnet_pathways.model import PathwayTransducerModel
 
             PathwayTransducerModel.from_stock(self.model)
             cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(random)",
-                                            "region_step": "region" if name == "swap+region" else "guard"})
+                                            "region_step": "guard" if name == "swap+guard" else "region",
+                                            "swap_positions": "find" if name == "swap+find" else "cache"})
             self.ctl = PathwaysController(self.model, cfg, languages=list(LANGS), init_masks=masks)
         elif name == "prune":
             for n, mod in self.mods.items():
@@ -202,6 +205,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--memory", choices=["timeline", "none"], default="timeline",
                    help="peak memory: the profiler's memory timeline (CPU) / max_memory_allocated (CUDA), or skip")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                   help="variants to time (dense is always included: the ratios are to it)")
     p.add_argument("--tiny", action="store_true",
                    help="smoke run: tiny model, 2 rounds x 1 step, 1 warm-up, no memory profile")
     args = p.parse_args(argv)
@@ -216,7 +221,7 @@ def main(argv=None):
     names = prunable_names(base)
     masks = random_masks(base, names)
     b = batch(args.batch, args.seconds, args.tokens, args.vocab, args.device)
-    variants = [Variant(v, base, masks, names, b) for v in VARIANTS]
+    variants = [Variant(v, base, masks, names, b) for v in VARIANTS if v == "dense" or v in args.variants]
     n_params = sum(p.numel() for p in base.parameters())
     n_masked = sum(dict(base.named_parameters())[n].numel() for n in names)
 

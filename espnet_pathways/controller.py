@@ -45,7 +45,9 @@ exponent), ``utt2lang`` (file; default: ``utt2lang`` or ``utt2category`` beside 
 data file, else the utterance-id prefix before the first ``_``), ``region_step`` (``auto``,
 the default: a region-aware step for ``torch.optim.Adam``/``AdamW``/``SGD``, else the
 snapshot-and-restore guard; ``region`` or ``guard`` to force one; see
-:mod:`espnet_pathways.optim`).  ``languages`` defaults
+:mod:`espnet_pathways.optim`), ``swap_positions`` (``cache``, the default: the flat positions
+each language's swap zeroes are found once per mask and kept, 4 bytes each; ``find``: found
+again at every language switch, no cache memory; see :mod:`espnet_pathways.swap`).  ``languages`` defaults
 to every language in the training data.  Each batch's loss is also reported as
 ``loss_<lang>`` (train and valid).
 
@@ -131,6 +133,7 @@ class PathwaysConfig:
     beta: float = 1.0
     utt2lang: str | None = None
     region_step: str = "auto"
+    swap_positions: str = "cache"
     options: Any = field(default=None, compare=False)
     """The mode's own section (``pathways.<mode>``), parsed by its rule; not a YAML key itself."""
 
@@ -177,6 +180,8 @@ class PathwaysConfig:
         rule = self.rule
         if self.region_step not in ("auto", "region", "guard"):
             raise PathwaysError(f"pathways.region_step: {self.region_step!r} is not auto, region or guard")
+        if self.swap_positions not in ("cache", "find"):
+            raise PathwaysError(f"pathways.swap_positions: {self.swap_positions!r} is not cache or find")
         if self.languages is not None:
             if isinstance(self.languages, str):
                 self.languages = self.languages.split()
@@ -413,7 +418,7 @@ class PathwaysController:
             raise PathwaysError(f"pathways.prunable: {e}") from None
         if not self.names:
             raise PathwaysError("pathways.prunable: selects no parameter of the model")
-        self.masker = InPlaceMasker(model, self.names)
+        self.masker = InPlaceMasker(model, self.names, cache_positions=cfg.swap_positions == "cache")
         trainable = [p for p in self.masker.params.values() if p.requires_grad]
         self._first_param = trainable[0] if trainable else next(iter(self.masker.params.values()))
         self.device = next(iter(self.masker.params.values())).device

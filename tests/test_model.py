@@ -8,6 +8,8 @@ comparison of two forwards seeds the RNG the same way first.
 
 import copy
 
+import gc
+
 import pytest
 import torch
 
@@ -103,11 +105,12 @@ def test_same_keys_and_initialisation_as_the_stock_model():
 
 
 # ---------------------------------------------------------------- swap
-def test_swap_and_release_restore_the_weights_bit_exactly():
+@pytest.mark.parametrize("cache_positions", [True, False])
+def test_swap_and_release_restore_the_weights_bit_exactly(cache_positions):
     model = build()
     masks = random_masks(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    masker = InPlaceMasker(model, masks.names)
+    masker = InPlaceMasker(model, masks.names, cache_positions=cache_positions)
     params = dict(model.named_parameters())
     for support in (None, masks.union()):
         masker.set_support(support)
@@ -128,6 +131,44 @@ def test_swap_and_release_restore_the_weights_bit_exactly():
     masker.activate("en", masks["en"])
     masker.release()
     assert all(torch.equal(p.detach(), z[n]) for n, p in model.named_parameters())
+
+
+def test_swap_positions_are_found_once_per_mask_and_follow_mask_edits():
+    model = build()
+    masks = random_masks(model)
+    support = masks.union()
+    masker = InPlaceMasker(model, masks.names)
+    masker.set_support(support)
+    outside = {lang: sum(int((support[n] & ~masks[lang][n]).sum()) for n in masks.names) for lang in ("en", "fr")}
+    for lang in ("en", "fr", "en", "fr"):
+        masker.activate(lang, masks[lang])
+        assert masker.stashed_numel() == outside[lang]
+    assert masker.cached_positions_numel() == outside["en"] + outside["fr"]  # one entry per (region, support)
+    masker.release()
+    # a mask edited in place (a pruning step) is seen: the next swap zeroes what it now drops
+    n = masks.names[0]
+    params = dict(model.named_parameters())
+    kept = masks["en"][n].reshape(-1).nonzero()[0, 0].item()
+    before = params[n].detach().reshape(-1)[kept].item()
+    assert before != 0
+    masks["en"][n].view(-1)[kept] = False
+    masker.activate("en", masks["en"])
+    assert params[n].detach().reshape(-1)[kept].item() == 0
+    masker.release()
+    assert params[n].detach().reshape(-1)[kept].item() == before
+    # masks that are replaced (a re-rank makes new tensors) leave the cache with them
+    masker.set_support(None)
+    masker.activate(None, None)  # the gradient hooks let go of en's masks too
+    del masks, support
+    gc.collect()
+    assert masker.cached_positions_numel() == 0
+
+
+def test_swap_refuses_a_non_contiguous_parameter():
+    lin = torch.nn.Linear(3, 4)
+    lin.weight = torch.nn.Parameter(torch.randn(3, 4).t())
+    with pytest.raises(ValueError, match="'weight' is not contiguous"):
+        InPlaceMasker(lin, ["weight"])
 
 
 def test_state_dict_and_load_release_the_swap():
@@ -210,14 +251,14 @@ def _state(opt, p):
     return {k: v.clone() for k, v in opt.state.get(p, {}).items() if torch.is_tensor(v) and v.shape == p.shape}
 
 
-@pytest.mark.parametrize("region_step", ["auto", "guard"])
+@pytest.mark.parametrize("region_step,swap_positions", [("auto", "cache"), ("guard", "find")])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 @pytest.mark.parametrize("mode", ["pathways", "dynamic_pathways"])
-def test_step_leaves_outside_region_bit_identical(opt_name, mode, region_step):
+def test_step_leaves_outside_region_bit_identical(opt_name, mode, region_step, swap_positions):
     model = build()
     masks = random_masks(model)
     extra = dict(final_sparsity=0.7, prune_interval=50, num_rounds=1, rerank_interval=40) if mode == "dynamic_pathways" else {}
-    ctl = controller(model, mode, masks, region_step=region_step, **extra)
+    ctl = controller(model, mode, masks, region_step=region_step, swap_positions=swap_positions, **extra)
     opt = OPTIMIZERS[opt_name](model.parameters())
     ctl.install(opt)
     assert isinstance(ctl.guard, RegionStep if region_step == "auto" else PathwayGuard)
@@ -487,6 +528,7 @@ def test_region_step_that_cannot_apply_is_one_line_error():
     ({"mode": "prune"}, r"pathways\.mode: 'prune' is not one of"),
     ({"mode": "imp", "sparsity": 0.5}, r"pathways\.sparsity: unknown option"),
     ({"mode": "pathways", "init_masks": "m.pt", "region_step": "fused"}, r"pathways\.region_step: 'fused' is not auto"),
+    ({"mode": "pathways", "init_masks": "m.pt", "swap_positions": True}, r"pathways\.swap_positions: True is not cache or find"),
     ({"mode": "imp", "final_sparsity": 0.5, "prune_interval": 2}, r"pathways\.num_rounds: required by schedule cubic"),
     ({"mode": "pathways", "init_masks": "m.pt", "final_sparsity": 0.5}, r"pathways\.final_sparsity: not used by mode pathways"),
 ])
