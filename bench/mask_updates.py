@@ -184,7 +184,7 @@ def sel_radix(s, k):
     if e is not None:
         return e
     key = _radix_keys(s)
-    tkey = _radix_kth_largest(key, k)
+    tkey, _ = _radix_kth_largest(key, k)
     return _finish(key > tkey, key == tkey, k)
 
 

@@ -262,6 +262,11 @@ class MaskSet:
                 raise ValueError(f"masks: no mask for model tensor {n!r}")
 
 
+def _bytes(mask: Tensor, like: Tensor) -> Tensor:
+    """A bool mask as ``like``'s integer type: a free view for uint8 (adding a bool promotes element by element)."""
+    return mask.view(torch.uint8) if like.dtype == torch.uint8 and mask.dtype == torch.bool else mask.to(like.dtype)
+
+
 class Holders:
     """Per weight, the number of languages whose mask holds it (``counts[name]``, uint8).
 
@@ -277,13 +282,13 @@ class Holders:
         self.counts: dict[str, Tensor] = {n: torch.zeros(m.shape, dtype=dtype, device=m.device) for n, m in ref.items()}
         for lang in masks:
             for n, m in masks[lang].items():
-                self.counts[n] += m
+                self.counts[n] += _bytes(m, self.counts[n])
 
     def replace(self, old: MaskSet, new: MaskSet) -> None:
         """One language's mask changed from ``old`` to ``new``."""
         for n, c in self.counts.items():
-            c += new[n]
-            c -= old[n].to(c.dtype)
+            c += _bytes(new[n], c)
+            c -= _bytes(old[n], c)
 
     def union(self) -> MaskSet:
         """∪_l m_l."""

@@ -90,7 +90,7 @@ def _top_k(scores: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
     if n >= radix_min and scores.dtype == torch.float32:
         return _top_k_keys(_radix_keys(scores), k, radix_min)
     thr = scores.kthvalue(n - k + 1).values  # k-th largest
-    return _with_ties(scores > thr, scores == thr, k)
+    return _with_ties(scores > thr, scores, thr, k)
 
 
 def _top_k_keys(key: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
@@ -100,15 +100,19 @@ def _top_k_keys(key: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor
         return torch.ones_like(key, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(key, dtype=torch.bool)
-    thr = _radix_kth_largest(key, k) if n >= radix_min else int(key.kthvalue(n - k + 1).values)
-    return _with_ties(key > thr, key == thr, k)
+    if n < radix_min:
+        thr = int(key.kthvalue(n - k + 1).values)
+        return _with_ties(key > thr, key, thr, k)
+    thr, greater = _radix_kth_largest(key, k)
+    return _with_ties(key > thr, key, thr, k, greater)
 
 
-def _with_ties(keep: Tensor, tie: Tensor, k: int) -> Tensor:
-    """``keep`` (strictly above the threshold) plus the first ties, up to k elements in all."""
-    short = k - int(keep.sum())
+def _with_ties(keep: Tensor, scores: Tensor, thr, k: int, kept: int | None = None) -> Tensor:
+    """``keep`` (the scores strictly above ``thr``: ``kept`` of them, counted if not given) plus the
+    first scores equal to ``thr``, up to k elements in all."""
+    short = k - (int(keep.sum()) if kept is None else kept)
     if short > 0:
-        keep[tie.nonzero().squeeze(1)[:short]] = True
+        keep[(scores == thr).nonzero().squeeze(1)[:short]] = True
     return keep
 
 
@@ -131,7 +135,12 @@ class Magnitudes:
             return key
         if region.numel() != key.numel():
             raise ValueError(f"candidates {name!r} has {region.numel()} elements, the weight {key.numel()}")
-        return key * region.reshape(-1).to(key.device)
+        return key * _as_uint8(region.reshape(-1).to(key.device))  # int32 x uint8: 2.5x faster than x bool on CPU
+
+
+def _as_uint8(mask: Tensor) -> Tensor:
+    """A bool tensor seen as 0/1 bytes without a copy (arithmetic on bool promotes element by element)."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
 
 
 def _radix_keys(scores: Tensor) -> Tensor:
@@ -139,15 +148,16 @@ def _radix_keys(scores: Tensor) -> Tensor:
     return torch.where(scores >= 0, scores.view(torch.int32) + 1, torch.zeros((), dtype=torch.int32, device=scores.device))
 
 
-def _radix_kth_largest(key: Tensor, k: int) -> int:
-    """The k-th largest key, by two 16-bit histogram passes (keys are in [0, 2^31))."""
+def _radix_kth_largest(key: Tensor, k: int) -> tuple[int, int]:
+    """The k-th largest key and how many keys are strictly greater, by two 16-bit histogram
+    passes (keys are in [0, 2^31))."""
     hi = key >> 16
     ge = torch.bincount(hi, minlength=1 << 15).flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
     b = int((ge >= k).sum()) - 1
     above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
     ge2 = torch.bincount(key[hi == b] & 0xFFFF, minlength=1 << 16).flip(0).cumsum(0).flip(0)
     lo = int((ge2 >= k - above).sum()) - 1
-    return (b << 16) | lo
+    return (b << 16) | lo, above + (int(ge2[lo + 1]) if lo + 1 < ge2.numel() else 0)
 
 
 def _select(
