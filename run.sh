@@ -31,11 +31,12 @@ train_args=             # extra ESPnet training options, e.g. "--max_epoch 20"
 decode_config=conf/decode.yaml         # stage 12 ESPnet inference config
 decode_mode=streaming   # streaming | full (full-context decoding)
 decode_nj=2             # decoding processes run side by side
+decode_cmd=local/run_jobs.sh  # job runner of every decoding array (Kaldi/ESPnet cmd convention: CMD [opts] JOB=1:N LOG COMMAND...): local/run_jobs.sh (here), "local/run_jobs.sh --slurm --sbatch_opt --partition=gpu" (sbatch --wait), or an ESPnet checkout's "utils/slurm.pl --config conf/slurm.conf"
 decode_split=1          # parts each test set is cut into (more parts: more parallelism)
 decoder=espnet          # stages 12, 20: espnet (stock asr_transducer_inference, one utterance at a time) | batched (espnet_pathways.bin.batch_inference: the same search, utterances batched)
 decode_batch_size=32    # --decoder batched: utterances decoded together
 inference_model=valid.loss.ave.pth     # checkpoint decoded in stage 12
-ngpu=0                  # GPUs for training/decoding
+ngpu=0                  # GPUs for training/decoding (N > 1: ESPnet's DDP on this node, one process per GPU; several nodes: README, "Many GPUs")
 data=data               # Kaldi data dirs
 dump=dump               # formatted data
 expdir=exp              # experiments, logs, results
@@ -207,7 +208,12 @@ for f in train_config decode_config small_config; do
     [ -f "${!f}" ] || [ -f "$recipe_dir/${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
 done
 
+read -r decode_cmd_exe decode_cmd_rest <<< "$decode_cmd"
+if [ -n "$decode_cmd_exe" ] && [[ $decode_cmd_exe == */* && $decode_cmd_exe != /* ]] && [ -f "$caller_dir/$decode_cmd_exe" ]; then
+    decode_cmd_exe=$caller_dir/$decode_cmd_exe; decode_cmd="$decode_cmd_exe${decode_cmd_rest:+ $decode_cmd_rest}"
+fi
 cd "$recipe_dir"
+command -v "${decode_cmd_exe:-}" > /dev/null || { echo "$0: --decode_cmd: '${decode_cmd_exe:-}' is not a command or executable file" >&2; exit 2; }
 # shellcheck disable=SC1091
 . ./path.sh
 python=python3
@@ -301,6 +307,9 @@ train_common_args=(--use_preprocessor true "${token_args[@]}" --ngpu "$ngpu" --s
     --valid_shape_file "$stats_dir/valid/speech_shape"
     --valid_shape_file "$stats_dir/valid/text_shape.$token_tag"
     --fold_length 80000 --fold_length 150 --resume true)
+# --ngpu N > 1: ESPnet's DDP, one process per GPU (its default, DataParallel, cannot run the plugin's in-place swap)
+ddp_args=(); [ "$ngpu" -gt 1 ] && ddp_args=(--multiprocessing_distributed true)
+train_common_args+=("${ddp_args[@]}")
 
 if run_stage 10 "statistics for global normalisation ($stats_dir)"; then
     if [ -f "$stats_dir/train/feats_stats.npz" ]; then
@@ -360,35 +369,33 @@ if run_stage 12 "decode ($decode_mode) $test_sets-> $decode_dir"; then
     stream_args=()
     # --streaming takes any non-empty string as true: pass it only when streaming.
     [ "$decode_mode" = streaming ] && stream_args=(--streaming true)
-    # ESPnet decodes one utterance at a time: each set is cut into decode_split parts,
-    # and decode_nj parts run side by side.
-    declare -A part_pids=()
+    # ESPnet decodes one utterance at a time: each set is cut into decode_split parts, every
+    # (set, part) one task of a --decode_cmd array with at most decode_nj running at a time.
+    jobs_dir=$decode_dir/jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"; k=0
     for set in $test_sets; do
         out=$decode_dir/$set
         if [ -f "$out/1best_recog/text" ]; then echo "  $set: decoded already"; continue; fi
         rm -rf "$out.tmp"; mkdir -p "$out.tmp"
         n=$(wc -l < "$dump/raw/$set/wav.scp")
         split -n "l/$decode_split" -d -a 3 "$dump/raw/$set/wav.scp" "$out.tmp/keys."
-        echo "  $set: decoding $n utterances in $(ls "$out.tmp"/keys.* | wc -l) parts, logs: $out.tmp/*.log"
+        echo "  $set: decoding $n utterances in $(ls "$out.tmp"/keys.* | wc -l) parts"
         for keys in "$out.tmp"/keys.*; do
             [ -s "$keys" ] || continue
-            while [ "$(jobs -rp | wc -l)" -ge "$decode_nj" ]; do wait -n || true; done
-            part=${keys##*.}
-            $python -m "$decode_module" "${decode_batch_args[@]}" --ngpu "$ngpu" \
+            part=${keys##*.}; k=$((k + 1))
+            printf '%q ' $python -m "$decode_module" "${decode_batch_args[@]}" --ngpu "$ngpu" \
                 --data_path_and_name_and_type "$dump/raw/$set/wav.scp,speech,sound" \
                 --key_file "$keys" \
                 --asr_train_config "$asr_exp/config.yaml" \
                 --asr_model_file "$asr_exp/$inference_model" \
                 --config "$decode_config" "${stream_args[@]}" \
-                --output_dir "$out.tmp/$part" > "$out.tmp/$part.log" 2>&1 &
-            part_pids[$set.$part]=$!
+                --output_dir "$out.tmp/$part" > "$jobs_dir/$k.sh"
         done
     done
-    failed=0
-    for job in "${!part_pids[@]}"; do
-        wait "${part_pids[$job]}" || { failed=1; echo "  decoding part $job failed, see $decode_dir/${job%.*}.tmp/${job##*.}.log" >&2; }
-    done
-    [ $failed = 0 ] || { echo "$0: stage 12: decoding failed (logs above)" >&2; exit 1; }
+    if [ $k -gt 0 ]; then
+        echo "  $k decoding jobs, at most $decode_nj at a time ($decode_cmd), logs: $jobs_dir/<n>.log"
+        $decode_cmd --max_jobs_run "$decode_nj" --gpu "$ngpu" JOB=1:$k "$jobs_dir/JOB.log" bash "$jobs_dir/JOB.sh" \
+            || { echo "$0: stage 12: decoding failed (see the logs above)" >&2; exit 1; }
+    fi
     for set in $test_sets; do  # merge the parts, then move the set into place
         out=$decode_dir/$set
         [ -d "$out.tmp" ] || continue

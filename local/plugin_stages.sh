@@ -321,20 +321,13 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
                 mkdir -p "$sdir/$ddir_name"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sdir/$run" "$l" "$sdir/$run/$inference_model" \
                     "$sdir/export_$l" "$dump/raw/${l}_test/wav.scp" "$out" "$out.log" \
-                    >> "$jobs_dir/jobs.$((n % decode_nj))"
+                    >> "$jobs_dir/jobs.$((n % decode_nj + 1))"
                 n=$((n + 1))
             done
         done
         echo "  $n decoding jobs for ${#dec_systems[@]} systems in $decode_nj processes (logs: <system>/$ddir_name/<set>.log)"
         stream_flag=(); [ "$decode_mode" = streaming ] && stream_flag=(--streaming)
-        for jobs in "$jobs_dir"/jobs.*; do
-            [ -f "$jobs" ] || continue
-            $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" \
-                --ngpu "$ngpu" "${stream_flag[@]}" --decoder "$decoder" --batch_size "$decode_batch_size" \
-                > "$jobs.log" 2>&1 &
-        done
-        wait || true
-        cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
+        decode_job_lists "$jobs_dir" "${stream_flag[@]}"
         for sys in "${dec_systems[@]}"; do
             sdir=$pw_dir/$sys; sets=()
             for l in $plugin_langs; do

@@ -34,6 +34,7 @@ ssl_common_args=(--use_preprocessor false --token_list "$ssl_targets/tokens.txt"
     --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$ssl_targets/train/text_shape"
     --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$ssl_targets/dev/text_shape"
     --fold_length 80000 --fold_length 400 --resume true --seed "$seed")
+ssl_common_args+=("${ddp_args[@]}")
 
 ssl_train_run() {  # ssl_train_run DIR CONFIG EPOCHS [ARGS...]: one SSL training run into DIR
     local dir=$1 cfg=$2 epochs=$3; shift 3

@@ -8,6 +8,9 @@
 #       SDIR/eval_MODEL_MODE/{decode/<l>_test/,RESULTS.md,results.json}; MODE streaming | full;
 #       a RUN_DIR holding masks.pt is a pathways run whose language l is exported to SDIR/export_<l>
 #       first. Finished (cell, language) jobs are skipped.
+#   decode_job_lists JOBS_DIR [ARG...]
+#       run local/decode_pathways.py once per job list JOBS_DIR/jobs.<n> (n = 1..), as one
+#       --decode_cmd array with at most --decode_nj tasks at a time; ARGs go to every task.
 #
 # shellcheck shell=bash disable=SC2154
 
@@ -15,6 +18,17 @@ step_failed() {  # step_failed DIR STEP LOG
     mkdir -p "$1/failed"; echo "$3" > "$1/failed/$2"; echo "  $(basename "$1"): $2 FAILED, see $3" >&2; pw_failed=1
 }
 step_clear() { rm -f "$1/failed/$2"; rmdir "$1/failed" 2>/dev/null || true; }
+
+decode_job_lists() {  # decode_job_lists JOBS_DIR [ARG...] (see above)
+    local jobs_dir=$1 k; shift
+    k=$(find "$jobs_dir" -maxdepth 1 -name 'jobs.*' ! -name '*.log' | wc -l)
+    [ "$k" -gt 0 ] || return 0
+    # a failed task is reported by the result checks of the caller (its log: <set>.log beside the output)
+    $decode_cmd --max_jobs_run "$decode_nj" --gpu "$ngpu" JOB=1:"$k" "$jobs_dir/jobs.JOB.log" \
+        $python local/decode_pathways.py --jobs "$jobs_dir/jobs.JOB" --decode_config "$decode_config" --ngpu "$ngpu" \
+        --decoder "$decoder" --batch_size "$decode_batch_size" "$@" || true
+    cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
+}
 
 decode_cells() {  # decode_cells JOBS_DIR CELL... (see above)
     local jobs_dir=$1 cell sdir m mode rd mf l ev n=0 sets; shift
@@ -27,18 +41,12 @@ decode_cells() {  # decode_cells JOBS_DIR CELL... (see above)
             mkdir -p "$ev/decode"
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rd" "$l" "$mf" "$sdir/export_$l" "$dump/raw/${l}_test/wav.scp" \
                 "$ev/decode/${l}_test" "$ev/decode/${l}_test.log" "$([ "$mode" = streaming ] && echo true || echo false)" \
-                >> "$jobs_dir/jobs.$((n % decode_nj))"
+                >> "$jobs_dir/jobs.$((n % decode_nj + 1))"
             n=$((n + 1))
         done
     done
     echo "  $n decoding jobs in $decode_nj processes"
-    for jobs in "$jobs_dir"/jobs.*; do
-        [ -f "$jobs" ] || continue
-        $python local/decode_pathways.py --jobs "$jobs" --decode_config "$decode_config" --ngpu "$ngpu" \
-            --decoder "$decoder" --batch_size "$decode_batch_size" > "$jobs.log" 2>&1 &
-    done
-    wait || true
-    cat "$jobs_dir"/jobs.*.log 2>/dev/null | grep -E '^  ' || true
+    decode_job_lists "$jobs_dir"
     for cell in "$@"; do
         read -r sdir m mode rd mf <<< "$cell"
         ev=$sdir/eval_${m}_$mode; sets=()

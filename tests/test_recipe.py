@@ -34,6 +34,7 @@ def test_help_lists_stages_and_options():
     (["--plugin_langs", "nl nl"], "--plugin_langs: 'nl' is given twice"),
     (["--ssl_ft_systems", "xlsr"], "--ssl_ft_systems: unknown system 'xlsr'"),
     (["--skip_missing_audio", "yes"], "--skip_missing_audio must be true or false"),
+    (["--decode_cmd", "utils/nope.pl --config conf/slurm.conf"], "--decode_cmd: 'utils/nope.pl' is not a command"),
 ])
 def test_bad_options_fail_with_one_line(args, message):
     out = run_sh(*args)

@@ -338,18 +338,35 @@ def test_command_line_error_is_one_line(data, tmp_path):
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.slow
-def test_two_process_cpu_ddp_keeps_ranks_identical(data, init_masks, tmp_path):
-    """gloo on CPU: the controller all-gathers (step, mask digests) at start and every event."""
-    out = tmp_path / "exp"
-    args = train_args(data, out, CONF / "dynamic_pathways.yaml", "--max_epoch", "2", "--pathways", f"init_masks={init_masks}",
-                      "--multiprocessing_distributed", "false", "--dist_world_size", "2", "--dist_backend", "gloo",
-                      "--dist_init_method", f"file://{tmp_path / 'ddp_init'}")
+def _two_ranks(data, out, mode, init_file, *extra):
+    """One training run in two gloo processes on CPU; returns rank 0's log (asserts both succeeded)."""
+    args = train_args(data, out, CONF / f"{mode}.yaml", *extra, "--multiprocessing_distributed", "false",
+                      "--dist_world_size", "2", "--dist_backend", "gloo", "--dist_init_method", f"file://{init_file}")
     procs = [subprocess.Popen([sys.executable, "-m", "espnet_pathways.bin.pathways_train", *args, "--dist_rank", str(r)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
-    assert "pathways: masks identical on 2 ranks" in logs[0]
+    return logs[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dynamic_pathways", "imp"])
+def test_two_process_cpu_ddp_keeps_ranks_identical(mode, data, init_masks, tmp_path):
+    """gloo on CPU: the controller all-gathers (step, mask digests) at start and every event; a
+    resumed DDP run picks up the same masks and step on both ranks."""
+    out = tmp_path / "exp"
+    extra = ["--pathways", f"init_masks={init_masks}"] if mode == "dynamic_pathways" else []
+    log = _two_ranks(data, out, mode, tmp_path / "ddp_init", "--max_epoch", "2", *extra)
+    assert "pathways: masks identical on 2 ranks" in log
     saved = load_masks_source(out / "masks.pt")
-    assert [e["step"] for e in saved.history if e["event"] == "prune" and e["language"] == "en"] == [3, 6]
-    assert ckpt_state(out)[1]["step"] == 8
+    lang = "en" if mode == "dynamic_pathways" else saved.languages[0]
+    prunes = [e["step"] for e in saved.history if e["event"] == "prune" and e["language"] == lang]
+    if mode == "dynamic_pathways":
+        assert prunes == [3, 6] and ckpt_state(out)[1]["step"] == 8
+        log = _two_ranks(data, out, mode, tmp_path / "ddp_init_resume", "--max_epoch", "3", *extra)
+        assert "pathways: masks identical on 2 ranks" in log
+        assert ckpt_state(out)[1]["step"] == 12
+        resumed = load_masks_source(out / "masks.pt")
+        assert resumed.history[:len(saved.history)] == saved.history  # the first two epochs' events kept as they were
+    else:  # imp prunes from each rank's own weights; the all-gather after each prune stops the run if they differ
+        assert prunes == [2, 4]
