@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,9 +263,54 @@ class MaskSet:
                 raise ValueError(f"masks: no mask for model tensor {n!r}")
 
 
+def as_uint8(mask: Tensor) -> Tensor:
+    """A bool tensor seen as 0/1 bytes without a copy (arithmetic with a bool tensor promotes it
+    element by element: int32 × uint8 is 2.5× faster than × bool on CPU)."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
 def _bytes(mask: Tensor, like: Tensor) -> Tensor:
-    """A bool mask as ``like``'s integer type: a free view for uint8 (adding a bool promotes element by element)."""
-    return mask.view(torch.uint8) if like.dtype == torch.uint8 and mask.dtype == torch.bool else mask.to(like.dtype)
+    """A bool mask as ``like``'s integer type: a free view for uint8."""
+    return as_uint8(mask) if like.dtype == torch.uint8 else mask.to(like.dtype)
+
+
+def wide_index(idx: Tensor) -> Tensor:
+    """Positions as int64, which ``index_fill_``/``index_copy_`` need (``index_select`` takes int32)."""
+    return idx if idx.dtype == torch.long else idx.long()
+
+
+class PositionCache:
+    """Flat positions (int32 where they fit) of the ``True`` elements of a bool tensor made from some
+    mask tensors, found once per tuple of those tensors and kept while every one of them lives
+    unedited (identity and ``_version`` checked; an entry goes when one of its masks is freed, e.g.
+    a re-ranked mask is a new tensor).  ``enabled=False`` finds them at every call, keeping nothing.
+
+    ``cache(m)``: the positions of ``m``; ``cache(a, b, derive=f)``: those of ``f(a, b)`` (``None``
+    may stand for a mask that is absent)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._cache: dict[tuple[int, ...], tuple[list[weakref.ref], tuple[int, ...], Tensor]] = {}
+
+    def __call__(self, *masks: Tensor | None, derive: Callable[..., Tensor] | None = None) -> Tensor:
+        live = [m for m in masks if m is not None]
+        key = tuple(id(m) for m in masks)
+        versions = tuple(m._version for m in live)
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] == versions and all(r() is m for r, m in zip(hit[0], live)):
+            return hit[2]
+        d = masks[0] if derive is None else derive(*masks)
+        idx = d.reshape(-1).nonzero().squeeze(1)
+        if d.numel() < 2**31:
+            idx = idx.to(torch.int32)  # half the memory; widened (wide_index) where an op needs int64, one tensor at a time
+        if self.enabled:
+            cache = self._cache
+            drop = lambda _, k=key: cache.pop(k, None)  # noqa: E731
+            cache[key] = ([weakref.ref(m, drop) for m in live], versions, idx)
+        return idx
+
+    def numel(self) -> int:
+        return sum(v[2].numel() for v in self._cache.values())
 
 
 class Holders:

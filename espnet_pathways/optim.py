@@ -32,14 +32,13 @@ so bias correction for a shared tensor counts the steps of every language that t
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import MaskSet
+from espnet_pathways.masks import MaskSet, PositionCache, wide_index
 
 _SCALAR_STATE = ("step",)
 
@@ -202,35 +201,11 @@ def _sgd_tensor(p: Tensor, grad: Tensor, state: dict, *, lr: float, momentum: fl
     p.add_(grad, alpha=-lr)
 
 
-class _RegionIndex:
-    """The flat positions of a region mask's kept elements (int32 where they fit), made once per
-    mask tensor and dropped when the mask is (a re-ranked or pruned mask is a new tensor; an edit
-    in place changes its version and is seen)."""
-
-    def __init__(self):
-        self._cache: dict[int, tuple[weakref.ref, int, Tensor]] = {}
-
-    def __call__(self, mask: Tensor) -> Tensor:
-        key = id(mask)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0]() is mask and hit[1] == mask._version:
-            return hit[2]
-        idx = mask.reshape(-1).nonzero().squeeze(1)
-        if mask.numel() < 2**31:
-            idx = idx.to(torch.int32)  # half the memory; widened for the scatter, one tensor at a time
-        cache = self._cache
-        cache[key] = (weakref.ref(mask, lambda _, k=key: cache.pop(k, None)), mask._version, idx)
-        return idx
-
-    def numel(self) -> int:
-        return sum(v[2].numel() for v in self._cache.values())
-
-
 def _compact_step(p: Tensor, grad: Tensor, state: dict, idx: Tensor, step_fn, new_state: Iterable[str] = ()) -> None:
     """Run ``step_fn(p_c, grad_c, state_c)`` on the region's elements only (gathered by ``idx``), then
     write weights and per-element state back there.  Elements outside are never read or written.
     ``new_state``: per-element state the step may create (zero outside the region)."""
-    wide = idx if idx.dtype == torch.long else idx.long()
+    wide = wide_index(idx)
     flat = {k: v.view(-1) for k, v in state.items() if torch.is_tensor(v) and v.shape == p.shape}
     state_c = {k: v for k, v in state.items() if k not in flat}
     state_c.update({k: v.index_select(0, idx) for k, v in flat.items()})
@@ -254,7 +229,7 @@ class _RegionStepMixin:
     gives its per-group hyperparameters, its lazy state and its per-tensor algorithm."""
 
     _pathway_regions: dict[int, Tensor]
-    _pathway_index: _RegionIndex
+    _pathway_index: PositionCache
     _new_state: tuple[str, ...] = ()  # per-element state the step itself may create
 
     def _hyper(self, group: dict) -> dict:
@@ -395,7 +370,7 @@ class RegionStep(_Trainable):
                 optimizer.__class__ = self._base
                 raise ValueError(f"{self._base.__name__}: this torch cannot run step hooks around a subclass's step")
         optimizer._pathway_regions = {}
-        optimizer._pathway_index = _RegionIndex()
+        optimizer._pathway_index = PositionCache()
 
     @property
     def region(self) -> MaskSet | None:

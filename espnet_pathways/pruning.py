@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import MaskSet, prunable_names
+from espnet_pathways.masks import MaskSet, as_uint8, prunable_names
 
 GLOBAL = "<global>"
 """Key of :attr:`PruneResult.shortfall` for a global-scope selection."""
@@ -135,12 +135,7 @@ class Magnitudes:
             return key
         if region.numel() != key.numel():
             raise ValueError(f"candidates {name!r} has {region.numel()} elements, the weight {key.numel()}")
-        return key * _as_uint8(region.reshape(-1).to(key.device))  # int32 x uint8: 2.5x faster than x bool on CPU
-
-
-def _as_uint8(mask: Tensor) -> Tensor:
-    """A bool tensor seen as 0/1 bytes without a copy (arithmetic on bool promotes element by element)."""
-    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+        return key * as_uint8(region.reshape(-1).to(key.device))
 
 
 def _radix_keys(scores: Tensor) -> Tensor:

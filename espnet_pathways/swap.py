@@ -37,44 +37,12 @@ Imports torch only.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Hashable, Iterable
 
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import MaskSet
-
-
-class _OutsidePositions:
-    """Flat positions of support ∖ region for one tensor's masks, cached per pair of mask tensors
-    (int32 where they fit; an entry goes when either mask is freed or edited in place)."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._cache: dict[tuple[int, int], tuple[tuple, tuple[int, int], Tensor]] = {}
-
-    def __call__(self, region: Tensor, support: Tensor | None, device: torch.device) -> Tensor:
-        key = (id(region), id(support))
-        versions = (region._version, -1 if support is None else support._version)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0][0]() is region and (support is None or hit[0][1]() is support) and hit[1] == versions:
-            return hit[2]
-        d = ~region.to(device)
-        if support is not None:
-            d &= support.to(device)
-        idx = d.reshape(-1).nonzero().squeeze(1)
-        if d.numel() < 2**31:
-            idx = idx.to(torch.int32)  # half the memory; widened where an op needs int64, one tensor at a time
-        if self.enabled:
-            cache = self._cache
-            drop = lambda _, k=key: cache.pop(k, None)  # noqa: E731
-            refs = (weakref.ref(region, drop), None if support is None else weakref.ref(support, drop))
-            cache[key] = (refs, versions, idx)
-        return idx
-
-    def numel(self) -> int:
-        return sum(v[2].numel() for v in self._cache.values())
+from espnet_pathways.masks import MaskSet, PositionCache, wide_index
 
 
 class InPlaceMasker:
@@ -96,7 +64,7 @@ class InPlaceMasker:
         self._region: MaskSet | None = None
         self._stash: dict[str, Tensor] = {}
         self._positions: dict[str, Tensor] = {}  # D's flat positions while a region is active
-        self._outside_positions = _OutsidePositions(cache_positions)
+        self._outside_positions = PositionCache(cache_positions)
         self._hooks: list = []
 
     # -- state ----------------------------------------------------------------------------
@@ -133,7 +101,13 @@ class InPlaceMasker:
     def _outside(self, n: str, region: MaskSet) -> Tensor:
         """Flat positions of D = support ∖ region in parameter ``n``."""
         support = None if self.support is None else self.support[n]
-        return self._outside_positions(region[n], support, self.params[n].device)
+        device = self.params[n].device
+
+        def outside(r: Tensor, s: Tensor | None) -> Tensor:
+            d = ~r.to(device)
+            return d if s is None else d & s.to(device)
+
+        return self._outside_positions(region[n], support, derive=outside)
 
     # -- swapping -------------------------------------------------------------------------
     @torch.no_grad()
@@ -157,7 +131,7 @@ class InPlaceMasker:
                 flat = self.params[n].detach().view(-1)
                 self._stash[n] = flat.index_select(0, idx)
                 self._positions[n] = idx
-                flat.index_fill_(0, _wide(idx), 0)  # θ ⊙ r inside the support
+                flat.index_fill_(0, wide_index(idx), 0)  # θ ⊙ r inside the support
         self._key, self._region = key, region
         return True
 
@@ -168,7 +142,7 @@ class InPlaceMasker:
             self._key = None
             return False
         for n, vals in self._stash.items():
-            self.params[n].detach().view(-1).index_copy_(0, _wide(self._positions[n]), vals)
+            self.params[n].detach().view(-1).index_copy_(0, wide_index(self._positions[n]), vals)
         self._stash, self._positions = {}, {}
         self._key, self._region = None, None
         return True
@@ -195,7 +169,3 @@ class InPlaceMasker:
             return grad.mul(region[name].to(grad.device))  # grad ⊙ r, 2x faster than torch.where on CPU
 
         return hook
-
-
-def _wide(idx: Tensor) -> Tensor:
-    return idx if idx.dtype == torch.long else idx.long()  # index_fill_/index_copy_ take int64 only

@@ -222,9 +222,9 @@ def test_step_guard_falls_back_to_the_guard_where_the_region_step_does_not_apply
 def test_region_positions_are_found_once_per_mask_and_follow_edits():
     import gc
 
-    from espnet_pathways.optim import _RegionIndex
+    from espnet_pathways.masks import PositionCache
 
-    index = _RegionIndex()
+    index = PositionCache()  # what the region-aware step keeps its positions in
     m = torch.tensor([[True, False], [False, True]])
     first = index(m)
     assert first.dtype == torch.int32 and first.tolist() == [0, 3]
