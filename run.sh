@@ -90,7 +90,7 @@ Stages:
   13  score: WER/CER per language -> <exp>/RESULTS.md (local/score.py)
   Plugin stages (local/plugin_stages.sh; every system from the stage-11 model, in <expdir>/pathways/<system>/):
   14  monolingual dense (Ref.: ref from the dense model, ref_scratch from scratch), IMP and LTH per language (ref, ref_scratch, imp, lth)
-  15  language-agnostic pruning on all languages (lap); a dense model with as many parameters as a pathway, from scratch (dense_small)
+  15  language-agnostic pruning on all languages (lap; lap_long: as many steps as --mono_epochs + --plugin_epochs); a dense model with as many parameters as a pathway, from scratch (dense_small)
   16  ASR Pathways from the merged IMP / LTH masks, and from random masks (pathways_imp, pathways_lth, pathways_random)
   17  adaptive masking, monolingual: adaptive IMP / LTH (adaptive_imp, adaptive_lth)
   18  LTH / LAP masks at each lower --init_sparsities value N (lth_sN, lap_sN)
@@ -155,7 +155,7 @@ case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, 
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
     case $s in
-        all|ref|ref_scratch|dense_small|imp|lth|lap|pathways_imp|pathways_lth|pathways_random|adaptive_imp|adaptive_lth) ;;
+        all|ref|ref_scratch|dense_small|imp|lth|lap|lap_long|pathways_imp|pathways_lth|pathways_random|adaptive_imp|adaptive_lth) ;;
         lth_s[0-9]*|lap_s[0-9]*|dyn_lth_s[0-9]*|dyn_lap_s[0-9]*) ;;
         *) echo "$0: --systems: unknown system '$s' (names: run.sh --help, stages 14-19)" >&2; exit 2 ;;
     esac

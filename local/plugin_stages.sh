@@ -139,11 +139,12 @@ random_masks() {  # random_masks SYSTEM: random per-language masks at the target
     clear_failed "$sys" init_masks
 }
 
-multi_run() {  # multi_run SYSTEM KEY=VALUE...: one multilingual run
-    local sys=$1; shift
+multi_run() {  # multi_run SYSTEM [--epochs E] KEY=VALUE...: one multilingual run (E: default --plugin_epochs)
+    local sys=$1 epochs=$plugin_epochs; shift
+    if [ "${1:-}" = --epochs ]; then epochs=$2; shift 2; fi
     $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train.yaml" \
         "languages=[${plugin_langs// /, }]" "$@"
-    pathways_train "$sys" train "$pw_dir/$sys/train.yaml"
+    pathways_train "$sys" train "$pw_dir/$sys/train.yaml" "$epochs"
 }
 
 if [ "$stop_stage" -ge 14 ] && [ "$stage" -le 19 ] && [ ! -f "$dense_model" ]; then
@@ -221,12 +222,24 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
         end_stage 14
     fi
 
-    if run_stage 15 "seed $pseed: language-agnostic pruning (LAP), pathway-sized dense model, on all of $plugin_langs -> $pw_dir/{lap,dense_small}"; then
+    if run_stage 15 "seed $pseed: language-agnostic pruning (LAP, and with as much training: lap_long), pathway-sized dense model, on all of $plugin_langs -> $pw_dir/{lap,lap_long,dense_small}"; then
         if want lap; then
             system_json lap 2 model=LAP mask_changes=false sparsity="$target_sparsity" training=multilingual \
                 init=dense languages="$langs_yaml" per_language=false
             # shellcheck disable=SC2046
             multi_run lap mode=lap batches=mixed $(schedule_keys "$target_sparsity") || true
+        fi
+        if want lap_long; then
+            # The training-budget control of the pathway systems: LAP with as many optimizer steps
+            # as a language's monolingual runs plus its pathway epochs. The N prunes spread over
+            # the first --mono_epochs multilingual epochs (T scaled by --mono_epochs / --plugin_epochs,
+            # as the monolingual runs' T is), then --plugin_epochs more with the mask fixed.
+            long_epochs=$((mono_epochs + plugin_epochs))
+            t=$(scaled "$prune_interval" "$(awk -v e="$mono_epochs" -v p="$plugin_epochs" 'BEGIN { print e / p }')")
+            system_json lap_long 2 model="LAP (as much training)" mask_changes=false sparsity="$target_sparsity" \
+                training=multilingual init=dense languages="$langs_yaml" per_language=false epochs="$long_epochs"
+            # shellcheck disable=SC2046
+            multi_run lap_long --epochs "$long_epochs" mode=lap batches=mixed $(schedule_keys "$target_sparsity" "$t") || true
         fi
         if want dense_small; then
             system_json dense_small 1 model=Dense mask_changes=/ sparsity=0 training=multilingual init=random \

@@ -79,6 +79,8 @@ def catalogue(langs, init_sparsities, target_pct):
         "ref_scratch": dict(stage="14", row="Ref.", model="Dense (from scratch)", changes="/", sparsity=0,
                             training="monolingual", init="random"),
         "lap": dict(stage="15", row="(2)", model="LAP", changes="No", sparsity=target_pct, training="multilingual", init="dense"),
+        "lap_long": dict(stage="15", row="(2)", model="LAP (as much training)", changes="No", sparsity=target_pct,
+                         training="multilingual", init="dense"),
         "imp": dict(stage="14", row="(2)", model="IMP", changes="No", sparsity=target_pct, training="monolingual", init="dense"),
         "lth": dict(stage="14", row="(2)", model="LTH", changes="No", sparsity=target_pct, training="monolingual", init="dense"),
         "pathways_imp": dict(stage="16", row="(3)", model=f"ASR Pathways (IMP-{t})", changes="No", sparsity=target_pct,
@@ -618,6 +620,8 @@ def claims(systems, langs, low, init_sparsities, target_pct, st: Stats):
     out.append(dict(claim="LAP hurts some languages (more than others)", comparisons=comps, rows=rows, verdict=v,
                     summary=summary))
     claim("Language-specific masks (ASR Pathways) beat LAP", [("pathways_imp", "lap"), ("pathways_lth", "lap")])
+    claim("... and beat LAP with as much training (lap_long: --mono_epochs + --plugin_epochs multilingual epochs)",
+          [("pathways_imp", "lap_long"), ("pathways_lth", "lap_long")])
     claim("Adaptive masks beat fixed ones at equal sparsity",
           [("adaptive_imp", "imp"), ("adaptive_lth", "lth"), (f"dyn_lth_s{target_pct}", "pathways_lth"),
            (f"dyn_lap_s{target_pct}", "lap")])
@@ -711,7 +715,7 @@ def report(args) -> int:
           "(multilingual: stage 12, one model for every seed; monolingual Ref.: stage 20) as ESPnet saved them. "
           "In brackets: relative change of the mean against the dense multilingual model (negative = better). "
           "Per-system details: `seed<k>/<system>/RESULTS.md`.", ""]
-    t1 = ["dense", "dense_small", "ref", "ref_scratch", "lap", "imp", "lth", "pathways_imp", "pathways_lth", "pathways_random", "adaptive_imp",
+    t1 = ["dense", "dense_small", "ref", "ref_scratch", "lap", "lap_long", "imp", "lth", "pathways_imp", "pathways_lth", "pathways_random", "adaptive_imp",
           "adaptive_lth"]
     dyn = [f"dyn_{src}_s{s}" for src in ("lth", "lap") for s in sorted(args.init_sparsities, reverse=True)]
     mids = [x for x in args.init_sparsities if x < target_pct]

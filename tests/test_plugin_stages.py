@@ -87,7 +87,7 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
     rows = [r for r in t1.splitlines() if r.startswith("| ") and "---" not in r]
     assert rows[0].startswith("| Stage | Model | System | Mask can change? | Sparsity | Mono/multilingual training | "
                               "Initialisation | EN | FR | Avg. | Rel. vs dense (avg) |")
-    assert len(rows) == 1 + 12  # dense, small dense, 2 Ref., LAP, IMP, LTH, 3 ASR Pathways, 2 adaptive
+    assert len(rows) == 1 + 13  # dense, small dense, 2 Ref., 2 LAP, IMP, LTH, 3 ASR Pathways, 2 adaptive
     assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
     lth = next(r for r in rows if "`lth`" in r)
     assert "22.00 (+10.0%)" in lth and "24.00" in lth and "+6.7%" in lth  # avg CER 24 vs dense 22.5
@@ -108,14 +108,14 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
     assert "`lth` | 1 |" in iou and "`pathways_lth` | 1 |" in iou and "en-fr" in iou
     assert "Dense model: 114 parameters." in text
     assert "union of 2" in text and "Shared model + bit masks" in text
-    # Claims: DESIGN.md's five + the small dense and random-mask controls; one seed never gives a firm verdict.
+    # Claims: DESIGN.md's five + the training-budget, small dense and random-mask controls; one seed never gives a firm verdict.
     claims = text.split("## Claims")[1]
-    assert claims.count("**verdict:") == 7
+    assert claims.count("**verdict:") == 8
     assert "**verdict: supported**" not in claims and "**verdict: refuted**" not in claims
     assert "`dyn_lth_s50` − `pathways_lth`, average CER over en, fr: -0.75 [-0.75, -0.75]" in claims
     assert "1 seed(s), the rule needs 3" in claims
     rep = json.loads((root / "report.json").read_text())
-    assert len(rep["claims"]) == 7 and rep["systems"]["lap"]["status"] == "failed"
+    assert len(rep["claims"]) == 8 and rep["systems"]["lap"]["status"] == "failed"
     assert rep["mask_iou"]["lth"]["seeds"] == 1
     # Figures exist, are PNG, and are linked.
     for f in ("iou_pathways_lth.png", "iou_lth.png", "sparsity_per_layer.png", "error_vs_sparsity.png"):
@@ -270,7 +270,7 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
     """From the tiny recipe's stages 1-13 (conftest.tiny_recipe): LTH for en+fr with --mono_epochs 2, ASR Pathways,
     one Dynamic Pathways, decode, report; then a re-run, the batched decoder, a second seed, dual-mode and SSL."""
     common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp"))]
-    plugin = ["--systems", "ref dense_small lth lap pathways_lth pathways_random dyn_lth_s70",
+    plugin = ["--systems", "ref dense_small lth lap lap_long pathways_lth pathways_random dyn_lth_s70",
               "--init_sparsities", "70", "--plugin_epochs", "1", "--mono_epochs", "2", "--prune_interval", "2",
               "--prune_rounds", "1", "--rerank_interval", "1", "--scratch_epochs", "1",
               "--small_config", "conf/train_tiny.yaml"]
@@ -310,12 +310,16 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
         for run in (pw / "lth" / f"train_{lang}", pw / "ref" / f"train_{lang}"):
             assert (run / "train.log").read_text().count("epoch results") == 2, run
     assert (pw / "lap" / "train" / "train.log").read_text().count("epoch results") == 1
+    # lap_long: --mono_epochs + --plugin_epochs epochs, T scaled by --mono_epochs / --plugin_epochs
+    assert (pw / "lap_long" / "train" / "train.log").read_text().count("epoch results") == 3
+    assert yaml.safe_load((pw / "lap_long" / "train.yaml").read_text())["pathways"]["prune_interval"] == 4
+    assert rep["systems"]["lap_long"]["status"] == "ok"
     print(f"tiny stages 14-21: {took:.0f}s (stages 1-13: {tiny_recipe.took:.0f}s)")
     # Idempotent: a re-run of the training stages skips every finished run.
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("trained already (skipped)") == 9
+    assert again.stdout.count("trained already (skipped)") == 10
     # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
     batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
                               "--decoder", "batched", "--decode_batch_size", "4"],
