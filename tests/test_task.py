@@ -370,3 +370,34 @@ def test_two_process_cpu_ddp_keeps_ranks_identical(mode, data, init_masks, tmp_p
         assert resumed.history[:len(saved.history)] == saved.history  # the first two epochs' events kept as they were
     else:  # imp prunes from each rank's own weights; the all-gather after each prune stops the run if they differ
         assert prunes == [2, 4]
+
+
+# mode: (epochs, {event: optimizer steps of the saved history}, step at the end); tiny data: 2 batches
+# per language and epoch, halved by the two ranks' shares (fr only: 1 step per epoch per rank pair)
+DDP_EVENTS = {
+    "lap": (2, {"prune": [2, 4]}, 8),
+    "lth": (2, {"prune": [2, 4]}, 4),
+    "adaptive": (4, {"prune": [3, 6], "rerank": [1, 2, 4, 5]}, 8),
+    "pathways": (2, {}, 8),
+    "dual_mode": (2, {"prune": [3, 6], "rerank": [1, 2, 4, 5]}, 8),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(DDP_EVENTS))
+def test_two_process_cpu_ddp_every_other_mode(mode, data, init_masks, tmp_path):
+    """The modes the test above leaves out: every event of the schedule happens on both ranks at the
+    same step with the same masks (the controller's all-gather at each event stops the run otherwise)."""
+    epochs, expected, last = DDP_EVENTS[mode]
+    out = tmp_path / "exp"
+    extra = ["--pathways", f"init_masks={init_masks}"] if mode == "pathways" else []
+    log = _two_ranks(data, out, mode, tmp_path / "ddp_init", "--max_epoch", str(epochs), *extra)
+    assert "pathways: masks identical on 2 ranks" in log
+    saved = load_masks_source(out / "masks.pt")
+    events = {}
+    for e in saved.history[1:]:
+        events.setdefault(e["event"], []).append(e["step"])
+    assert events == expected and ckpt_state(out)[1]["step"] == last, (events, ckpt_state(out)[1]["step"])
+    if mode == "pathways":  # fixed masks: the run ends with the masks it started from
+        start = PathwayMasks.load(init_masks)
+        assert list(saved) == list(start) and all(saved[lang] == start[lang] for lang in start)
