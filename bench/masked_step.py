@@ -16,6 +16,8 @@ batches).  Variants:
 * ``swap+region``: what training runs: :class:`PathwayTransducerModel` with a
   :class:`PathwaysController` (swap, gradient hooks, and Adam's own step writing weights and
   moments only inside the region: :class:`~espnet_pathways.optim.RegionStep`).
+* ``swap+copy``: ``swap+region`` with ``grad_mask: copy`` (each micro-batch's gradient masked as
+  a copy before accumulation instead of ``.grad`` in place after it).
 * ``swap+find``: ``swap+region`` with ``swap_positions: find`` (the positions the swap zeroes
   found again at every switch instead of cached per mask).
 * ``swap+guard``: ``swap+region`` with ``region_step: guard``, the fallback for optimizers the
@@ -60,7 +62,7 @@ espnet_as_the_plugin_runs_it()
 
 CONFIGS = {"demo": ROOT / "conf" / "train_demo.yaml", "tiny": ROOT / "conf" / "train_tiny.yaml",
            "70m": ROOT / "bench" / "conf" / "train_70m.yaml"}  # 70m: for a GPU (issue 6)
-VARIANTS = ("dense", "swap", "swap+region", "swap+find", "swap+guard", "prune", "parametrize")
+VARIANTS = ("dense", "swap", "swap+region", "swap+copy", "swap+find", "swap+guard", "prune", "parametrize")
 LANGS = ("en", "fr")
 
 
@@ -114,14 +116,15 @@ class Variant:
             self.masker = InPlaceMasker(self.model, names)
             self.masker.set_support(masks.union())
             self.masker.install_grad_hooks()
-        elif name in ("swap+region", "swap+find", "swap+guard"):
+        elif name in ("swap+region", "swap+copy", "swap+find", "swap+guard"):
             from espnet_pathways.controller import PathwaysConfig, PathwaysController
             from espnet_pathways.model import PathwayTransducerModel
 
             PathwayTransducerModel.from_stock(self.model)
             cfg = PathwaysConfig.from_dict({"mode": "pathways", "init_masks": "(random)",
                                             "region_step": "guard" if name == "swap+guard" else "region",
-                                            "swap_positions": "find" if name == "swap+find" else "cache"})
+                                            "swap_positions": "find" if name == "swap+find" else "cache",
+                                            "grad_mask": "copy" if name == "swap+copy" else "in_place"})
             self.ctl = PathwaysController(self.model, cfg, languages=list(LANGS), init_masks=masks)
         elif name == "prune":
             for n, mod in self.mods.items():

@@ -47,7 +47,11 @@ the default: a region-aware step for ``torch.optim.Adam``/``AdamW``/``SGD``, els
 snapshot-and-restore guard; ``region`` or ``guard`` to force one; see
 :mod:`espnet_pathways.optim`), ``swap_positions`` (``cache``, the default: the flat positions
 each language's swap zeroes are found once per mask and kept, 4 bytes each; ``find``: found
-again at every language switch, no cache memory; see :mod:`espnet_pathways.swap`).  ``languages`` defaults
+again at every language switch, no cache memory; see :mod:`espnet_pathways.swap`), ``grad_mask``
+(``in_place``, the default: a micro-batch whose accumulated gradient is all of its own region
+has ``.grad`` masked in place after accumulation; ``copy``: every micro-batch's gradient masked
+as a copy before accumulation, as under DDP and after a change of region within an
+accumulation cycle, which always do).  ``languages`` defaults
 to every language in the training data.  Each batch's loss is also reported as
 ``loss_<lang>`` (train and valid).
 
@@ -134,6 +138,7 @@ class PathwaysConfig:
     utt2lang: str | None = None
     region_step: str = "auto"
     swap_positions: str = "cache"
+    grad_mask: str = "in_place"
     options: Any = field(default=None, compare=False)
     """The mode's own section (``pathways.<mode>``), parsed by its rule; not a YAML key itself."""
 
@@ -182,6 +187,8 @@ class PathwaysConfig:
             raise PathwaysError(f"pathways.region_step: {self.region_step!r} is not auto, region or guard")
         if self.swap_positions not in ("cache", "find"):
             raise PathwaysError(f"pathways.swap_positions: {self.swap_positions!r} is not cache or find")
+        if self.grad_mask not in ("in_place", "copy"):
+            raise PathwaysError(f"pathways.grad_mask: {self.grad_mask!r} is not in_place or copy")
         if self.languages is not None:
             if isinstance(self.languages, str):
                 self.languages = self.languages.split()
@@ -671,7 +678,16 @@ class PathwaysController:
                 # last one ended without a step (non-finite gradient, AMP overflow)
                 self._pending = []
             self._pending.append((key, region))
+            # every gradient accumulated so far masked to this region: mask .grad in place after
+            # accumulation (no copy); under DDP the reducer reads the gradient before that hook
+            self.masker.grad_in_place = (self.config.grad_mask == "in_place" and not self._distributed()
+                                         and all(k == key and r is region for k, r in self._pending))
         return lang
+
+    @staticmethod
+    def _distributed() -> bool:
+        dist = torch.distributed
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     def release(self) -> bool:
         """Put the true weights back (before anything reads or writes them)."""
@@ -789,9 +805,9 @@ class PathwaysController:
 
     def _check_ranks(self, where: str) -> None:
         """DDP: every rank must hold the same masks at the same step (one all_gather per event)."""
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        if not self._distributed():
             return
+        dist = torch.distributed
         st = self.masks.to_state_tensors()
         mine = torch.tensor([self.step] + [int(st[f"digest_{lang}"]) for lang in self.languages],
                             dtype=torch.int64, device=self.device)

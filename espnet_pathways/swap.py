@@ -17,9 +17,15 @@
   again at every switch instead (no cache memory, ~2× slower switches).  Anything that reads or writes the true weights (``state_dict``,
   ``load_state_dict``, pruning, export) must release first; the masked model does it
   with module hooks.
-* gradient hooks: a tensor hook on each masked parameter replaces its gradient by
-  grad ⊙ r (``grad_region``, pinned at ``activate`` and kept across ``release``), so
-  gradient clipping and DDP's all-reduce see the masked gradient.
+* gradient hooks: each masked parameter's gradient becomes grad ⊙ r (``grad_region``,
+  pinned at ``activate`` and kept across ``release``), so gradient clipping and DDP's
+  all-reduce see the masked gradient.  Two ways, chosen per backward by ``grad_in_place``:
+  a tensor hook returns a masked copy of the micro-batch's gradient before it is
+  accumulated (always exact); with ``grad_in_place`` a post-accumulate hook masks ``.grad``
+  itself after accumulation instead -- no copy, ~2× cheaper on CPU -- which is exact only
+  when every gradient already accumulated in ``.grad`` was masked to the same region (the
+  caller knows: a new accumulation cycle, or micro-batches of one region) and nothing reads
+  the gradient between accumulation and the hook (not under DDP, whose reducer does).
 
 Only the positions of D change, and only while a region is active; the optimizer must
 not move them (use :func:`~espnet_pathways.optim.step_guard` with the same region).
@@ -42,7 +48,7 @@ from collections.abc import Hashable, Iterable
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import MaskSet, PositionCache, wide_index
+from espnet_pathways.masks import MaskSet, PositionCache, as_uint8, wide_index
 
 
 class InPlaceMasker:
@@ -60,6 +66,7 @@ class InPlaceMasker:
         self.params: dict[str, Tensor] = {n: params[n] for n in self.names}
         self.support: MaskSet | None = None
         self.grad_region: MaskSet | None = None
+        self.grad_in_place = False  # mask .grad after accumulation (see the module doc) instead of a copy before
         self._key: Hashable | None = None
         self._region: MaskSet | None = None
         self._stash: dict[str, Tensor] = {}
@@ -155,17 +162,29 @@ class InPlaceMasker:
         for n, p in self.params.items():
             if p.requires_grad:
                 self._hooks.append(p.register_hook(self._grad_hook(n)))
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._accumulated_hook(n)))
 
     def remove_grad_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
         self._hooks = []
 
+    def _mask(self, name: str, like: Tensor) -> Tensor:
+        # as 0/1 bytes: float x uint8 is cheaper than float x bool (a promotion per element) on CPU
+        return as_uint8(self.grad_region[name].to(like.device))
+
     def _grad_hook(self, name: str):
         def hook(grad: Tensor) -> Tensor | None:
-            region = self.grad_region
-            if region is None:
+            if self.grad_region is None or self.grad_in_place:
                 return None
-            return grad.mul(region[name].to(grad.device))  # grad ⊙ r, 2x faster than torch.where on CPU
+            return grad.mul(self._mask(name, grad))  # grad ⊙ r before accumulation: a copy
+
+        return hook
+
+    def _accumulated_hook(self, name: str):
+        @torch.no_grad()
+        def hook(p: Tensor) -> None:
+            if self.grad_region is not None and self.grad_in_place and p.grad is not None:
+                p.grad.mul_(self._mask(name, p.grad))  # .grad ⊙ r after accumulation, in place
 
         return hook

@@ -302,6 +302,41 @@ def test_step_leaves_outside_region_bit_identical(opt_name, mode, region_step, s
     assert ctl.step == len(schedule)
 
 
+def test_gradient_masked_in_place_after_accumulation_equals_the_masked_copy():
+    """pathways.grad_mask in_place (the default) masks .grad after accumulation while every accumulated
+    gradient is of one region, and falls back to a masked copy once the region changes within an
+    accumulation cycle: gradients and weights bit-identical to masking every micro-batch as a copy."""
+    schedule = [("en", "en"), ("fr",), ("en", "fr"), ("fr", "fr")]
+    runs = {}
+    for how in ("in_place", "copy"):
+        model = build()
+        ctl = controller(model, masks=random_masks(model), grad_mask=how)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+        ctl.install(opt)
+        model.train()
+        flags, grads = [], []
+        for i, langs in enumerate(schedule):
+            for j, lang in enumerate(langs):
+                loss, _, _ = forward(model, batch(lang, 10 * i + j), seed=i)
+                flags.append(ctl.masker.grad_in_place)
+                (loss / len(langs)).backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+        runs[how] = flags, grads, true_weights(model)
+    assert runs["in_place"][0] == [True, True, True, True, False, True, True]
+    assert not any(runs["copy"][0])
+    for ours, theirs in zip(runs["in_place"][1], runs["copy"][1]):
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[n], theirs[n]) for n in ours)
+    assert all(torch.equal(runs["in_place"][2][n], runs["copy"][2][n]) for n in runs["copy"][2])
+
+
+def test_bad_grad_mask_option_is_one_line():
+    with pytest.raises(PathwaysError, match=r"^pathways.grad_mask: 'inplace' is not in_place or copy$"):
+        PathwaysConfig.from_dict({"mode": "imp", "grad_mask": "inplace"})
+
+
 def test_a_step_skipped_for_a_bad_gradient_does_not_widen_the_next_region():
     model = build()
     masks = random_masks(model)
