@@ -48,7 +48,7 @@ dual_train() {  # dual_train SYSTEM: one training run of a dual-mode system (see
     mkdir -p "$dir/train"
     # shellcheck disable=SC2086
     if $python -m $entry "${train_common_args[@]}" --seed "$pseed" --config "$dir/train.yaml" "${init[@]}" \
-        --max_epoch "$epochs" --output_dir "$dir/train" $plugin_train_args > "$dir/train/train.log" 2>&1 \
+        --max_epoch "$epochs" --output_dir "$dir/train" $plugin_train_args >> "$dir/train/train.log" 2>&1 \
         && [ -f "$dir/train/$inference_model" ]; then
         step_clear "$dir" train; echo "  $sys: done"
     else

@@ -51,7 +51,7 @@ EOF
 
 pathways_train() {  # pathways_train SYSTEM RUN CONFIG [EPOCHS]: one plugin training run from the dense model
     local sys=$1 run=$2 cfg=$3 epochs=${4:-$plugin_epochs}
-    local dir=$pw_dir/$sys/$run log=$pw_dir/$sys/$run/train.log
+    local dir=$pw_dir/$sys/$run log=$pw_dir/$sys/$run/train.log  # appended to: a resumed run keeps the earlier epochs' lines
     if [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
         echo "  $sys/$run: trained already (skipped)"; clear_failed "$sys" "$run"; return 0
     fi
@@ -59,7 +59,7 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG [EPOCHS]: one plugin trai
     echo "  $sys/$run: training, log: $log"
     if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --seed "$pseed" --config "$cfg" \
         --init_param "$dense_model" --max_epoch "$epochs" \
-        --output_dir "$dir" $plugin_train_args > "$log" 2>&1 \
+        --output_dir "$dir" $plugin_train_args >> "$log" 2>&1 \
         && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
         clear_failed "$sys" "$run"
         echo "  $sys/$run: done ($(grep -c 'epoch results' "$log" || true) epochs)"
@@ -191,7 +191,7 @@ dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espn
         # shellcheck disable=SC2086
         if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --seed "$pseed" --config "$cfg" \
             "${init[@]}" --max_epoch "$epochs" --output_dir "$dir" $plugin_train_args \
-            > "$log" 2>&1 && [ -f "$dir/$inference_model" ]; then
+            >> "$log" 2>&1 && [ -f "$dir/$inference_model" ]; then
             clear_failed "$sys" "$l"; echo "  $sys/$l: done ($(grep -c 'epoch results' "$log" || true) epochs)"
         else
             mark_failed "$sys" "$l" "$log"; ok=1

@@ -42,7 +42,7 @@ ssl_train_run() {  # ssl_train_run DIR CONFIG EPOCHS [ARGS...]: one SSL training
     mkdir -p "$dir"
     echo "  $dir: training ($epochs epochs), log: $dir/train.log"
     if $python -m espnet_pathways.bin.ssl_train "${ssl_common_args[@]}" --config "$cfg" --max_epoch "$epochs" \
-        --output_dir "$dir" "$@" > "$dir/train.log" 2>&1 && [ -f "$dir/$inference_model" ]; then
+        --output_dir "$dir" "$@" >> "$dir/train.log" 2>&1 && [ -f "$dir/$inference_model" ]; then
         echo "  $dir: done"
     else
         echo "  $dir: FAILED, see $dir/train.log" >&2; ssl_failed=1; return 1
@@ -133,7 +133,7 @@ ssl_ft_train() {  # ssl_ft_train SYSTEM: one fine-tuning run into $ssl_root/seed
     [ -n "$init" ] && args+=(--init_param "$init:encoder:encoder")
     echo "  $sys: fine-tuning ($ssl_ft_epochs epochs${init:+, encoder from $init}), log: $dir/train/train.log"
     if $python -m espnet_pathways.bin.pathways_train "${args[@]}" --seed "$pseed" --config "$cfg" \
-        --max_epoch "$ssl_ft_epochs" --output_dir "$dir/train" > "$dir/train/train.log" 2>&1 \
+        --max_epoch "$ssl_ft_epochs" --output_dir "$dir/train" >> "$dir/train/train.log" 2>&1 \
         && [ -f "$dir/train/$inference_model" ]; then
         step_clear "$dir" train; echo "  $sys: done"
     else
