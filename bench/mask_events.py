@@ -4,6 +4,7 @@
     python bench/mask_events.py                         # 70M prunable weights, per tensor and global
     python bench/mask_events.py --sizes 70M 190M        # + 190M (about 3 GiB of weights and masks)
     python bench/mask_events.py --tiny                  # seconds-long smoke run
+    python bench/mask_events.py --sizes 190M --device cuda   # on a GPU (peak memory: CUDA allocator)
 
 The event (espnet_pathways/modes/dynamic.py, a re-rank at the current kept counts): for each
 of four languages z in turn, c_z = m_z ∪ ¬∪_{l≠z} m_l, then m_z ← top-|θ| inside c_z, the
@@ -21,7 +22,8 @@ is its own):
 
 Columns: the event's wall time (median [min–max] over ``--repeats`` runs, each on the same
 weights and starting masks) and the extra peak resident memory of the process during the
-event (``ru_maxrss`` after − before, the weights and starting masks already allocated).  The
+event (``ru_maxrss`` after − before, the weights and starting masks already allocated; on CUDA
+``max_memory_allocated`` during the event − allocated before it).  The
 two implementations' masks are compared bit for bit (asserted).  Synthetic weights as in
 bench/mask_updates.py (conformer-transducer shapes, float32 ~N(0, 0.02²)), each language a
 random 70 % sparse mask.  The machine may be shared: the load average is printed.
@@ -83,36 +85,46 @@ def digest(masks, union) -> str:
     h = hashlib.sha256()
     for z in LANGS:
         for m in masks[z]._m.values():
-            h.update(m.numpy().tobytes())
-    h.update(torch.cat([m.reshape(-1) for m in union._m.values()]).numpy().tobytes())
+            h.update(m.cpu().numpy().tobytes())
+    h.update(torch.cat([m.reshape(-1) for m in union._m.values()]).cpu().numpy().tobytes())
     return h.hexdigest()
 
 
-def child(size: str, scope: str, impl: str, repeats: int, threads: int, out) -> None:
+def child(size: str, scope: str, impl: str, repeats: int, threads: int, device: str, out) -> None:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    weights = make_weights(size)
-    start = make_masks(weights)
+    cuda = device.startswith("cuda")
+    weights = {n: w.to(device) for n, w in make_weights(size).items()}
+    start = make_masks({n: w.cpu() for n, w in weights.items()}).to(device) if cuda else make_masks(weights)
     fn = event_counts if impl == "counts" else event_unions
     times, dig = [], None
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(repeats):
         masks = type(start)({z: start[z] for z in LANGS})
         t = time.perf_counter()
         union = fn(weights, masks, scope)
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
         dig = digest(masks, union)
         del masks, union
-    extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20  # KiB -> GiB
+    if cuda:
+        extra = (torch.cuda.max_memory_allocated() - base) / 2**30
+    else:
+        extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20  # KiB -> GiB
     out.send((times, extra, dig, sum(w.numel() for w in weights.values())))
 
 
-def run(size: str, scope: str, impl: str, repeats: int, threads: int):
+def run(size: str, scope: str, impl: str, repeats: int, threads: int, device: str = "cpu"):
     ctx = mp.get_context("spawn")
     a, b = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=child, args=(size, scope, impl, repeats, threads, b))
+    p = ctx.Process(target=child, args=(size, scope, impl, repeats, threads, device, b))
     p.start()
     res = a.recv()
     p.join()
@@ -125,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--scopes", nargs="+", default=["tensor", "global"], choices=["tensor", "global"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (weights, masks and the event on it)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny size, 1 repeat")
     a = p.parse_args(argv)
     if a.tiny:
@@ -132,13 +145,14 @@ def main(argv=None) -> int:
     print("# Dynamic ASR Pathways event, 4 languages: holder counts (the plugin) vs unions (before)")
     print(machine_line(a.threads or None))
     print(command_line())
-    print("| size | scope | prunable | event, unions (s) | event, counts (s) | ratio | extra peak RSS, unions (GiB) "
-          "| extra peak RSS, counts (GiB) | same masks |")
+    mem = "extra peak CUDA memory" if a.device.startswith("cuda") else "extra peak RSS"
+    print(f"| size | scope | prunable | event, unions (s) | event, counts (s) | ratio | {mem}, unions (GiB) "
+          f"| {mem}, counts (GiB) | same masks |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in a.sizes:
         for scope in a.scopes:
-            old = run(size, scope, "unions", a.repeats, a.threads)
-            new = run(size, scope, "counts", a.repeats, a.threads)
+            old = run(size, scope, "unions", a.repeats, a.threads, a.device)
+            new = run(size, scope, "counts", a.repeats, a.threads, a.device)
             same = old[2] == new[2]
             assert same, f"{size} {scope}: the counted event's masks differ from the union-based event's"
             ratio = sorted(new[0])[len(new[0]) // 2] / max(sorted(old[0])[len(old[0]) // 2], 1e-12)

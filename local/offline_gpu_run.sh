@@ -18,13 +18,7 @@ mkdir -p "$out"
 t0=$SECONDS
 log() { echo "[$((SECONDS - t0))s] $*"; }
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl 2>&1 | grep -v -i warning || true
-export PYTHONPATH=/tmp/site
-mkdir -p /tmp/sys && for f in .debs/*.deb; do dpkg -x "$f" /tmp/sys; done
-export PATH=/tmp/sys/usr/bin:$PATH
-export LD_LIBRARY_PATH=/tmp/sys/usr/lib/x86_64-linux-gnu:/tmp/sys/usr/lib/x86_64-linux-gnu/pulseaudio:/tmp/sys/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export ESPEAK_DATA_PATH=/tmp/sys/usr/lib/x86_64-linux-gnu
+. local/gpu_env.sh
 log "environment ready: $(python3 -c 'import torch, espnet; print("torch", torch.__version__, "espnet", espnet.__version__, "cuda", torch.cuda.is_available())')"
 
 # run.sh options we need to know here
