@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,17 +91,27 @@ def main(argv=None) -> None:
     no_text = [u for u, _ in kept if u not in text]
     if no_text:
         raise DataError(f"{args.shape_dir / f'text_shape.{args.token_tag}'}: no entry for {no_text[0]}")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "speech_shape").write_text("".join(f"{u} {s}\n" for u, s in kept), encoding="utf-8")
-    (tmp / f"text_shape.{args.token_tag}").write_text("".join(f"{u} {text[u]}\n" for u, _ in kept), encoding="utf-8")
-    (tmp / "utt_list").write_text("".join(f"{u}\n" for u, _ in kept), encoding="utf-8")
-    (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    files = {
+        "speech_shape": "".join(f"{u} {s}\n" for u, s in kept),
+        f"text_shape.{args.token_tag}": "".join(f"{u} {text[u]}\n" for u, _ in kept),
+        "utt_list": "".join(f"{u}\n" for u, _ in kept),
+        "summary.json": json.dumps(summary, indent=1) + "\n",
+    }
+    what = "fine-tuning subset -> " + str(args.out) + ": " + ", ".join(
+        f"{lang} {v['subset']} {v['utterances']} utt {v['hours']:.2f} h" for lang, v in summary.items())
+    if all((args.out / name).is_file() and (args.out / name).read_text(encoding="utf-8") == body
+           for name, body in files.items()):
+        # the same subset already in place: left as it is, so that stage-29 runs side by side
+        # (one --ssl_ft_systems group each) never pull it from under one another's training
+        print(what + " (unchanged)")
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=args.out.name + ".tmp"))
+    for name, body in files.items():
+        (tmp / name).write_text(body, encoding="utf-8")
     shutil.rmtree(args.out, ignore_errors=True)
     os.replace(tmp, args.out)
-    print("fine-tuning subset -> " + str(args.out) + ": " + ", ".join(
-        f"{lang} {v['subset']} {v['utterances']} utt {v['hours']:.2f} h" for lang, v in summary.items()))
+    print(what)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,17 @@ def test_ft_subset_keeps_the_handles_utterances_and_counts_stage4_drops(tmp_path
     listed = (out / "utt_list").read_text().split()
     assert set(listed) == {uid[h] for h in en[:12] if h != en[3]} | {uid[h] for h in fr[:10]}
     assert [x.split()[0] for x in (out / "text_shape.char").read_text().splitlines()] == listed
+    # The same subset again (a second stage-29 run side by side): the folder is left in place, untouched;
+    # another subset replaces it
+    inode = (out / "speech_shape").stat().st_ino
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout.strip().endswith("(unchanged)"), again.stdout + again.stderr
+    assert (out / "speech_shape").stat().st_ino == inode
+    other = subprocess.run([("en=10h,fr=10h" if a == "en=1h,fr=10h" else a) for a in proc.args],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0 and "(unchanged)" not in other.stdout, other.stderr
+    assert json.loads((out / "summary.json").read_text())["en"]["subset"] == "10h"
+    assert not list(tmp_path.glob("ft.tmp*"))
     bad = subprocess.run(FT + ["--mls_root", str(mls), "--langs", "en", "--subset", "5h", "--shape_dir", str(shapes),
                                "--token_tag", "char", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
                          timeout=60)
