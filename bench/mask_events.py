@@ -96,8 +96,9 @@ def child(size: str, scope: str, impl: str, repeats: int, threads: int, device: 
     if threads:
         torch.set_num_threads(threads)
     cuda = device.startswith("cuda")
-    weights = {n: w.to(device) for n, w in make_weights(size).items()}
-    start = make_masks({n: w.cpu() for n, w in weights.items()}).to(device) if cuda else make_masks(weights)
+    weights = make_weights(size)
+    start = make_masks(weights).to(device)
+    weights = {n: w.to(device) for n, w in weights.items()}
     fn = event_counts if impl == "counts" else event_unions
     times, dig = [], None
     if cuda:
