@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""A training config that continues a finished dense run from its saved model.
+
+    python local/continue_config.py --config conf/train_demo.yaml \\
+        --init_param exp/asr_cpu_exp/valid.loss.ave.pth --done_steps 4144 \\
+        --epochs 8 --steps_per_epoch 518 --out exp/asr_cpu_exp16.yaml
+    ./run.sh --stage 11 --stop_stage 11 --train_config exp/asr_cpu_exp16.yaml --tag cpu_exp16
+
+ESPnet's ``--resume`` needs the run's ``checkpoint.pth`` (weights, Adam moments, scheduler
+and reporter state).  A committed dense model (``results/*/model_bf16.pth``) has the
+weights only, so "train it for N more epochs" cannot be a resume.  This writes the original
+config with three changes, an approximation of the resume that we chose (it is not a
+method of any paper):
+
+- ``init_param``: the saved model (weights only);
+- the learning rate: a fresh Adam re-warmed linearly over ``--rewarm`` steps, then ESPnet's
+  ``warmuplr`` curve of the original run continued from step ``--done_steps``
+  (``lr * warmup**0.5 * step**-0.5``), as a ``piecewiselinearwarmuplr`` table of
+  ``--points`` points spread geometrically over twice the planned steps (past the table,
+  that scheduler's own ``step**-0.5`` tail);
+- ``max_epoch``: ``--epochs``.
+
+The source config must use ``warmuplr``.  The output is written aside and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kaldi_dir import DataError, run_main  # noqa: E402
+
+
+def warmup_lr(lr: float, warmup: int, step: float) -> float:
+    """ESPnet's WarmupLR at ``step`` (1-based)."""
+    return lr * warmup**0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+def continuation_table(
+    lr: float, warmup: int, done: int, planned: int, rewarm: int, points: int
+) -> tuple[list[int], list[float]]:
+    """Steps and learning rates of the continued schedule (new step 0 = old step ``done``)."""
+    tail = np.geomspace(rewarm, planned, max(points - 1, 2))
+    steps = [0] + sorted({int(round(s)) for s in tail})
+    lrs = [0.0] + [warmup_lr(lr, warmup, done + s) for s in steps[1:]]
+    return steps, lrs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="the finished run's training config")
+    p.add_argument("--init_param", type=Path, required=True, help="its saved model (.pth)")
+    p.add_argument("--done_steps", type=int, required=True, help="optimizer steps it took")
+    p.add_argument("--epochs", type=int, required=True, help="epochs to train on")
+    p.add_argument("--steps_per_epoch", type=int, required=True)
+    p.add_argument("--rewarm", type=int, default=100, help="re-warm-up steps of the fresh Adam")
+    p.add_argument("--points", type=int, default=24, help="points of the learning-rate table")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    for name in ("done_steps", "epochs", "steps_per_epoch", "rewarm"):
+        if getattr(a, name) < 1:
+            raise DataError(f"--{name}: must be a positive integer, got {getattr(a, name)}")
+    if a.points < 3:
+        raise DataError(f"--points: need at least 3, got {a.points}")
+    if not a.init_param.is_file():
+        raise DataError(f"--init_param {a.init_param}: no such file")
+    try:
+        conf = yaml.safe_load(a.config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise DataError(f"--config {a.config}: cannot read it as YAML ({type(e).__name__})")
+    if not isinstance(conf, dict):
+        raise DataError(f"--config {a.config}: not a mapping of training options")
+    if conf.get("scheduler") != "warmuplr":
+        raise DataError(
+            f"--config {a.config}: scheduler is {conf.get('scheduler')!r}; only warmuplr runs "
+            "can be continued"
+        )
+    try:
+        lr = float(conf["optim_conf"]["lr"])
+        warmup = int(conf["scheduler_conf"]["warmup_steps"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"--config {a.config}: needs optim_conf.lr and scheduler_conf.warmup_steps")
+    planned = a.epochs * a.steps_per_epoch
+    if a.rewarm >= planned:
+        raise DataError(f"--rewarm {a.rewarm}: not below the planned {planned} steps")
+    # the table runs to twice the planned steps: an epoch's step count varies with batching
+    steps, lrs = continuation_table(lr, warmup, a.done_steps, 2 * planned, a.rewarm, a.points)
+    conf.update(
+        max_epoch=a.epochs,
+        init_param=[str(a.init_param)],
+        scheduler="piecewiselinearwarmuplr",
+        # past the table the scheduler continues as optim lr * (last step / step)**0.5
+        scheduler_conf={"warmup_steps_list": steps, "warmup_lr_list": [float(x) for x in lrs]},
+    )
+    conf["optim_conf"] = {**conf["optim_conf"], "lr": float(lrs[-1])}
+    header = (
+        f"# Generated by local/continue_config.py from {a.config}: continues a run of "
+        f"{a.done_steps} steps from {a.init_param}\n# for {a.epochs} epochs "
+        f"(~{planned} steps), fresh Adam re-warmed over {a.rewarm} steps, then its warmuplr "
+        f"decay (lr {lr:g}, warm-up {warmup}).\n"
+    )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=a.out.parent, prefix=f".{a.out.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(header + yaml.safe_dump(conf, sort_keys=False))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, a.out)
+    print(f"{a.out}: lr {lrs[1]:.3g} at step {steps[1]} -> {lrs[-1]:.3g} at step {steps[-1]}")
+
+
+if __name__ == "__main__":
+    run_main(main)
