@@ -184,7 +184,7 @@ def sel_radix(s, k):
     if e is not None:
         return e
     key = _radix_keys(s)
-    tkey, _ = _radix_kth_largest(key, k)
+    tkey = _radix_kth_largest(key, k)[0]
     return _finish(key > tkey, key == tkey, k)
 
 

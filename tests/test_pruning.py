@@ -329,6 +329,22 @@ def test_radix_selection_equals_kthvalue_selection(k):
     assert int(radix.sum()) == k and torch.equal(radix, plain)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("radix_min", [1, 10**9])
+def test_top_k_equals_a_stable_sort(ties, radix_min):
+    """Both selection paths, with and without ties at the threshold (the tie-free path is one
+    comparison): the k largest, equal scores taken from the lower index first."""
+    g = torch.Generator().manual_seed(7)
+    n = 50_000
+    s = torch.randint(0, 300, (n,), generator=g).float() / 3.0 if ties else torch.rand(n, generator=g)
+    s[torch.rand(n, generator=g) < 0.3] = -1.0
+    order = torch.sort(-s, stable=True).indices  # descending, lower index first among equals
+    for k in (1, 17, 20_000, 34_999, n - 1):
+        ref = torch.zeros(n, dtype=torch.bool)
+        ref[order[:k]] = True
+        assert torch.equal(_top_k(s.clone(), k, radix_min=radix_min), ref), k
+
+
 @pytest.mark.parametrize("with_candidates", [False, True])
 def test_global_selection_by_parts_equals_the_concatenated_top_k(with_candidates):
     """Above RADIX_MIN_NUMEL the global scope selects tensor by tensor: the same mask as _top_k on the cat."""
