@@ -320,9 +320,9 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("trained already (skipped)") == 10
-    # Stage 20 with the batched decoder: its own decode dirs, the same hypotheses as stock ESPnet's.
+    # Stage 20 with the batched decoder (two of the systems): its own decode dirs, the same hypotheses as stock ESPnet's.
     batched = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "20", "--stop_stage", "20", *common, *plugin,
-                              "--decoder", "batched", "--decode_batch_size", "4"],
+                              "--systems", "ref pathways_lth", "--decoder", "batched", "--decode_batch_size", "4"],
                              capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert batched.returncode == 0, batched.stdout[-3000:] + batched.stderr[-2000:]
     for name in ("ref", "pathways_lth"):
