@@ -88,7 +88,7 @@ def _top_k(scores: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
     if k <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
     if n >= radix_min and scores.dtype == torch.float32:
-        return _top_k_keys(_radix_keys(scores), k, KEYS_RADIX_MIN_NUMEL)
+        return _top_k_keys(_radix_keys(scores), k, min(radix_min, KEYS_RADIX_MIN_NUMEL))
     thr = scores.kthvalue(n - k + 1).values  # k-th largest
     return _keep_top(scores, thr, k)
 
