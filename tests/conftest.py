@@ -1,5 +1,7 @@
 """Shared fixtures."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,14 +55,34 @@ class TinyRecipe:
 
 @pytest.fixture(scope="session")
 def tiny_recipe(tmp_path_factory) -> TinyRecipe:
-    """``./run.sh --stage 1 --stop_stage 13`` once per session (slow tests share it, ~2-3 min).
+    """``./run.sh --stage 1 --stop_stage 13`` once per test run (slow tests share it, ~1-3 min).
 
     Tiny mini-MLS of en and fr, ``conf/train_tiny.yaml`` (1 epoch), decoding with beam 1 (0.4 s
     instead of 12 s per set of an untrained tiny model). Its corpus, data and dump dirs are
     read-only for the tests; a test that runs later stages copies ``exp/`` (``copy_exp``) and
-    points ``--expdir`` at the copy.
+    points ``--expdir`` at the copy. Under pytest-xdist the workers share one build: the first
+    to ask makes it under a file lock in the run's common temporary folder, the others wait and
+    reuse it.
     """
-    work = tmp_path_factory.mktemp("tiny_recipe")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _build_tiny_recipe(tmp_path_factory.mktemp("tiny_recipe"))
+    from filelock import FileLock
+
+    work = tmp_path_factory.getbasetemp().parent / "tiny_recipe"
+    done = work / "built.json"
+    with FileLock(str(work) + ".lock"):
+        if done.is_file():
+            info = json.loads(done.read_text())
+            return TinyRecipe(work, tuple(info["common"]), info["took"])
+        if work.exists():  # a worker's failed build
+            shutil.rmtree(work)
+        work.mkdir()
+        recipe = _build_tiny_recipe(work)
+        done.write_text(json.dumps({"common": list(recipe.common), "took": recipe.took}))
+        return recipe
+
+
+def _build_tiny_recipe(work: Path) -> TinyRecipe:
     decode = work / "decode_fast.yaml"
     decode.write_text((ROOT / "conf" / "decode.yaml").read_text().replace("beam_size: 4", "beam_size: 1"))
     common = ("--langs", "en fr", "--corpus_size", "tiny", "--corpus_dir", str(work / "corpus"),
@@ -74,9 +96,18 @@ def tiny_recipe(tmp_path_factory) -> TinyRecipe:
     return TinyRecipe(work, common, time.time() - start)
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (those on the tiny recipe, then the other slow ones), so that with
+    ``-n 2 --dist worksteal`` (local/run_tests.sh) the rest of the suite runs beside them."""
+    def rank(item) -> int:
+        if "tiny_recipe" in getattr(item, "fixturenames", ()):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+
+
 def copy_exp(recipe: TinyRecipe, dest: Path) -> Path:
     """A private copy of the tiny recipe's ``exp/`` (the dense model, stats, stage times) at ``dest``."""
-    import shutil
-
     shutil.copytree(recipe.exp, dest, symlinks=True)
     return dest

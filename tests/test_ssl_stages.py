@@ -1,14 +1,18 @@
-"""SSL fine-tuning stages: the labelled subset (local/ft_subset.py) and the report (local/ssl_report.py)."""
+"""SSL stages: the labelled subset (local/ft_subset.py), the report (local/ssl_report.py), and stages 25-31 end to
+end on the tiny recipe (slow)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from conftest import copy_exp
 from espnet_pathways.masks import MaskSet, PathwayMasks
 from test_plugin_stages import results
 from tiny_asr import ROOT
@@ -120,3 +124,35 @@ def test_ssl_report_bad_options_are_one_line_errors(tmp_path):
     empty = subprocess.run(REPORT + ["--ssl_dir", str(tmp_path), "--langs", "en"], capture_output=True, text=True,
                            timeout=60)
     assert empty.returncode == 1 and "no results yet" in empty.stderr
+
+
+@pytest.mark.slow
+def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
+    """Stages 25-31 from the tiny recipe's stages 1-13 (conftest.tiny_recipe): targets, dense SSL, per-language IMP
+    on the SSL loss, sparse sharing, fine-tuning on the labelled subset (two of the systems), decoding, report."""
+    common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp")),
+              "--plugin_epochs", "1", "--prune_interval", "2", "--prune_rounds", "1"]  # as the plugin stages' test
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    ssl = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "25", *common, "--ssl_k", "4", "--ssl_epochs", "1",
+                          "--ssl_ft_epochs", "1", "--ssl_ft_systems", "shared_ssl_pathways adapters",
+                          "--ssl_adapter_dim", "4"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-2000:]
+    sroot = tmp_path / "exp" / "ssl"
+    assert (sroot / "targets" / "tokens.txt").read_text().split() == ["0", "1", "2", "3"]
+    assert (sroot / "ssl_dense" / "valid.loss.ave.pth").is_file()
+    shared = PathwayMasks.load(sroot / "ssl_shared" / "train" / "masks.pt")
+    assert shared.languages == ["en", "fr"] and all(n.startswith("encoder.") for n in shared.names)
+    assert all(abs(v - 0.5) < 0.01 for v in shared.sparsity().values()) and shared["en"] != shared["fr"]
+    ft = json.loads((sroot / "ft_data" / "summary.json").read_text())
+    assert {v["subset"] for v in ft.values()} == {"10h"} and all(v["utterances"] > 0 for v in ft.values())
+    assert (sroot / "seed0" / "shared_ssl_pathways" / "export_fr" / "model.pth").is_file()
+    srep = json.loads((sroot / "report.json").read_text())
+    for row in ("sparse sharing + pathway FT", "language adapters"):
+        assert set(srep["rows"][row]["cer"]) == {"en", "fr"} and None not in srep["rows"][row]["cer"].values(), row
+    assert srep["rows"]["language adapters"]["added_params"] > 0 == srep["rows"]["sparse sharing + pathway FT"]["added_params"]
+    assert "--language" in (sroot / "seed0" / "adapters" / "eval_dense_streaming" / "decode" / "en_test.log").read_text()
+    verdicts = {c["claim"]: c["verdict"] for c in srep["claims"]}
+    assert verdicts["sparse sharing beats language adapters (all languages)"] == "not tested"  # shared_ssl not run
+    assert verdicts["sparse sharing + pathway FT beats language adapters (all languages)"] == "inconclusive"
+
