@@ -14,7 +14,7 @@ the lower flat index (and, globally, the earlier tensor in name order) is kept.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -157,16 +157,32 @@ def _radix_keys(scores: Tensor) -> Tensor:
     return torch.where(scores >= 0, scores.view(torch.int32) + 1, torch.zeros((), dtype=torch.int32, device=scores.device))
 
 
-def _radix_kth_largest(key: Tensor, k: int) -> tuple[int, int, int]:
-    """The k-th largest key and how many keys are > and >= it, by two 16-bit histogram
-    passes (keys are in [0, 2^31))."""
-    hi = key >> 16
-    ge = torch.bincount(hi, minlength=1 << 15).flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
+def _hi_histogram(key: Tensor) -> Tensor:
+    """Counts of the keys' high 16 bits (keys are in [0, 2^31)): the first pass of the radix select."""
+    return torch.bincount(key >> 16, minlength=1 << 15)
+
+
+def _radix_threshold(hi_hist: Tensor, keys: Callable[[], Iterable[Tensor]], k: int) -> tuple[int, int, int]:
+    """The k-th largest key and how many keys are > and >= it (1 <= k <= the number of keys).
+
+    ``hi_hist``: the sum of :func:`_hi_histogram` over the keys; ``keys()`` yields them (one tensor
+    or many parts) again for the second pass, a histogram of the low 16 bits within the bucket.
+    """
+    ge = hi_hist.flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
     b = int((ge >= k).sum()) - 1
     above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
-    ge2 = torch.bincount(key[hi == b] & 0xFFFF, minlength=1 << 16).flip(0).cumsum(0).flip(0)
+    lo_hist: Tensor | None = None
+    for key in keys():
+        h = torch.bincount(key[(key >> 16) == b] & 0xFFFF, minlength=1 << 16)
+        lo_hist = h if lo_hist is None else lo_hist + h
+    ge2 = lo_hist.flip(0).cumsum(0).flip(0)
     lo = int((ge2 >= k - above).sum()) - 1
     return (b << 16) | lo, above + (int(ge2[lo + 1]) if lo + 1 < ge2.numel() else 0), above + int(ge2[lo])
+
+
+def _radix_kth_largest(key: Tensor, k: int) -> tuple[int, int, int]:
+    """:func:`_radix_threshold` of one tensor of keys."""
+    return _radix_threshold(_hi_histogram(key), lambda: (key,), k)
 
 
 def _select(
@@ -245,7 +261,7 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
             keys[n] = _radix_keys(_scores(n, w, regions[n]))
         key = key_of(n)
         size += int((key > 0).sum())
-        h = torch.bincount(key >> 16, minlength=1 << 15)
+        h = _hi_histogram(key)
         hi_hist = h if hi_hist is None else hi_hist + h
     shortfall: dict[str, tuple[int, int]] = {}
     if any(r is not None for r in regions.values()) and size < k:
@@ -255,19 +271,9 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
     if k <= 0 or k >= total:
         return PruneResult(MaskSet({n: torch.full(w.shape, k > 0, dtype=torch.bool, device=w.device)
                                     for n, w in weights.items()}), shortfall)
-    ge = hi_hist.flip(0).cumsum(0).flip(0)  # ge[b] = #(hi >= b)
-    b = int((ge >= k).sum()) - 1
-    above = int(ge[b + 1]) if b + 1 < ge.numel() else 0
-    lo_hist: Tensor | None = None
-    for n in weights:
-        key = key_of(n)
-        h = torch.bincount(key[(key >> 16) == b] & 0xFFFF, minlength=1 << 16)
-        lo_hist = h if lo_hist is None else lo_hist + h
-    ge2 = lo_hist.flip(0).cumsum(0).flip(0)
-    lo = int((ge2 >= k - above).sum()) - 1
-    thr = (b << 16) | lo
-    short = k - above - (int(ge2[lo + 1]) if lo + 1 < ge2.numel() else 0)  # ties still to keep
-    every_tie = above + int(ge2[lo]) == k  # no tie left out: one comparison per tensor
+    thr, greater, at_least = _radix_threshold(hi_hist, lambda: (key_of(n) for n in weights), k)
+    short = k - greater  # ties still to keep
+    every_tie = at_least == k  # no tie left out: one comparison per tensor
     masks: dict[str, Tensor] = {}
     for n, w in weights.items():
         key = key_of(n)
