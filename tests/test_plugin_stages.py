@@ -439,3 +439,38 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
     bad = subprocess.run(cmd + ["dense", "--exp", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "no config.yaml" in bad.stderr and not (tmp_path / "o2").exists()
+
+
+def test_compare_two_systems_from_different_dirs(tmp_path):
+    """local/compare.py: A better on every utterance -> interval below 0; the verdict needs --min_seeds seeds;
+    a path without {k} is the same run for every seed; bad input is one line, exit 2."""
+    cmd = [sys.executable, str(ROOT / "local" / "compare.py")]
+    for k in (0, 1, 2):
+        results(tmp_path / "lr" / f"seed{k}" / "pathways_imp", {"en": 20 + k, "fr": 30})
+        results(tmp_path / "pw" / f"seed{k}" / "lap_long", {"en": 26, "fr": 34 + k})
+    results(tmp_path / "dense", {"en": 24, "fr": 32})
+    a, b = str(tmp_path / "lr" / "seed{k}" / "pathways_imp"), str(tmp_path / "pw" / "seed{k}" / "lap_long")
+    one = subprocess.run(cmd + [a, b, "--langs", "en", "fr", "--names", "low lr", "lap_long",
+                                "--json", str(tmp_path / "c.json")], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["seeds"] == [0] and c["per_seed"] == [pytest.approx(-2.5)]  # CER = WER / 2: ((20-26) + (30-34)) / 2 / 2
+    assert c["interval"]["high"] < 0 and c["verdict"] == "inconclusive"  # one seed < --min_seeds 3
+    assert "`low lr` − `lap_long`" in one.stdout and "inconclusive" in one.stdout
+    three = subprocess.run(cmd + [a, b, "--langs", "en", "fr", "--seeds", "0", "1", "2", "--json", str(tmp_path / "c.json")],
+                           capture_output=True, text=True, timeout=120)
+    assert three.returncode == 0, three.stderr
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["verdict"] == "supported" and len(c["per_seed"]) == 3 and c["per_language"]["fr"]["verdict"] == "supported"
+    worse = subprocess.run(cmd + [str(tmp_path / "dense"), a, "--langs", "en", "fr", "--seeds", "0", "1", "2",
+                                  "--json", str(tmp_path / "d.json")], capture_output=True, text=True, timeout=120)
+    assert worse.returncode == 0, worse.stderr
+    assert json.loads((tmp_path / "d.json").read_text())["per_language"]["fr"]["verdict"] == "refuted"  # 32 vs 30
+    for extra, msg in (([a, str(tmp_path / "nope"), "--langs", "en"], "nope/results.json: no such file"),
+                       ([a, b, "--langs", "en", "it"], "no results for it"),
+                       ([a, b, "--langs", "en", "--seeds", "0", "0"], "--seeds: a value is given twice"),
+                       ([a, b, "--langs", "en", "--seeds", "x"], "--seeds")):
+        bad = subprocess.run(cmd + extra + ["--json", str(tmp_path / "bad.json")], capture_output=True, text=True,
+                             timeout=120)
+        assert bad.returncode == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert not (tmp_path / "bad.json").exists()
