@@ -17,10 +17,11 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from espnet_pathways.masks import MaskSet, as_uint8, prunable_names
+from espnet_pathways.masks import MaskSet, as_uint8, count_true, prunable_names
 
 GLOBAL = "<global>"
 """Key of :attr:`PruneResult.shortfall` for a global-scope selection."""
@@ -75,38 +76,82 @@ def _scores(name: str, w: Tensor, region: Tensor | None) -> Tensor:
     return s
 
 
-# From this many scores on, _top_k finds the threshold by radix select instead of
-# kthvalue: same result, 0.4-0.6x the time at 1M-70M scores (bench/mask_updates.py).
+# How the k-th largest score is found (all exact, the same masks; tests/test_pruning.py):
+#   partition -- NumPy's np.partition (introselect; x86-simd-sort's AVX-512 kernels where the
+#                CPU has them): ~1 ms per 1M int32 keys on the 2-core VM, 5-15x torch.kthvalue
+#                (bench/RESULTS.md section 8). The default on the CPU.
+#   radix     -- two 16-bit histogram passes over order-preserving int32 keys; on other devices
+#                from RADIX_MIN_NUMEL scores (KEYS_RADIX_MIN_NUMEL keys made already) on.
+#   kthvalue  -- torch.kthvalue; on other devices below those sizes.
+SELECT_METHODS = ("partition", "radix", "kthvalue")
 RADIX_MIN_NUMEL = 1 << 20
+KEYS_RADIX_MIN_NUMEL = 1 << 17
 
 
-def _top_k(scores: Tensor, k: int, radix_min: int = RADIX_MIN_NUMEL) -> Tensor:
-    """Bool mask of the k largest scores (float32, each >= 0 or the -1 filler); ties go to the lower index."""
+def _method(x: Tensor, method: str | None, radix_min: int) -> str:
+    if method is not None:
+        if method not in SELECT_METHODS:
+            raise ValueError(f"selection method must be one of {', '.join(SELECT_METHODS)}, got {method!r}")
+        return method
+    if x.device.type == "cpu":
+        return "partition"
+    return "radix" if x.numel() >= radix_min else "kthvalue"
+
+
+def _kth_value(x: Tensor, k: int, method: str):
+    """The k-th largest element of the 1-D ``x`` (1 <= k < numel) by ``partition`` or ``kthvalue``.
+
+    ``partition`` sets aside the elements <= 0 (scores: the -1 filler and zero weights) or <= 1
+    (radix keys: the same two) first, with np.compress: pruned weights and other languages'
+    regions make them most of a tensor, and np.partition's AVX-512 kernel slows down ~50x when
+    one value fills more than half of its input (measured: 1M int32 keys, 60 % zeros, 70 ms
+    against 1.5 ms)."""
+    n = x.numel()
+    if method != "partition":
+        return x.kthvalue(n - k + 1).values.item()
+    a = x.detach().cpu().numpy().reshape(-1)
+    high = a > (0 if a.dtype.kind == "f" else 1)
+    nh = int(np.count_nonzero(high))
+    if k <= nh:
+        b = np.compress(high, a)
+    else:  # the k-th largest is one of the low values
+        b, k = np.compress(~high, a), k - nh
+    return np.partition(b, b.size - k)[b.size - k].item()
+
+
+def _compare(scores: Tensor, thr, strict: bool) -> Tensor:
+    """``scores > thr`` or ``>=`` (NumPy's on the CPU: ~4x torch's there, zero-copy both ways)."""
+    if scores.device.type == "cpu":
+        a = scores.detach().numpy()
+        return torch.from_numpy(a > thr if strict else a >= thr)
+    return scores > thr if strict else scores >= thr
+
+
+def _top_k(scores: Tensor, k: int, method: str | None = None) -> Tensor:
+    """Bool mask of the k largest scores (float32, each >= 0 or the -1 filler); ties go to the lower index.
+
+    ``method``: how the k-th largest is found (``SELECT_METHODS``; default by device and size)."""
     n = scores.numel()
     if k >= n:
         return torch.ones_like(scores, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
-    if n >= radix_min and scores.dtype == torch.float32:
-        return _top_k_keys(_radix_keys(scores), k, min(radix_min, KEYS_RADIX_MIN_NUMEL))
-    thr = scores.kthvalue(n - k + 1).values  # k-th largest
-    return _keep_top(scores, thr, k)
+    m = _method(scores, method, RADIX_MIN_NUMEL)
+    if m == "radix" and scores.dtype == torch.float32:
+        return _top_k_keys(_radix_keys(scores), k, "radix")
+    return _keep_top(scores, _kth_value(scores, k, "kthvalue" if m == "radix" else m), k)
 
 
-# Radix keys already made (Magnitudes, the global scope) are selected by radix select from
-# this many on: 0.5x kthvalue's time at 0.25M-0.6M keys on the 2-core CPU.
-KEYS_RADIX_MIN_NUMEL = 1 << 17
-
-
-def _top_k_keys(key: Tensor, k: int, radix_min: int = KEYS_RADIX_MIN_NUMEL) -> Tensor:
+def _top_k_keys(key: Tensor, k: int, method: str | None = None) -> Tensor:
     """:func:`_top_k` on radix keys (:func:`_radix_keys`: order-preserving, so the same mask)."""
     n = key.numel()
     if k >= n:
         return torch.ones_like(key, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(key, dtype=torch.bool)
-    if n < radix_min:
-        return _keep_top(key, int(key.kthvalue(n - k + 1).values), k)
+    m = _method(key, method, KEYS_RADIX_MIN_NUMEL)
+    if m != "radix":
+        return _keep_top(key, _kth_value(key, k, m), k)
     thr, greater, at_least = _radix_kth_largest(key, k)
     return _keep_top(key, thr, k, greater, at_least)
 
@@ -117,14 +162,14 @@ def _keep_top(scores: Tensor, thr, k: int, greater: int | None = None, at_least:
     are > / >= ``thr``, where the caller knows.  Without ties (exactly k scores >= ``thr``, the
     usual case with real-valued weights) one comparison pass."""
     if at_least is None:
-        keep = scores >= thr
-        at_least = int(keep.sum())
+        keep = _compare(scores, thr, strict=False)
+        at_least = count_true(keep)
         if at_least == k:
             return keep
     elif at_least == k:
-        return scores >= thr
-    keep = scores > thr
-    short = k - (int(keep.sum()) if greater is None else greater)
+        return _compare(scores, thr, strict=False)
+    keep = _compare(scores, thr, strict=True)
+    short = k - (count_true(keep) if greater is None else greater)
     if short > 0:
         keep[(scores == thr).nonzero().squeeze(1)[:short]] = True
     return keep
@@ -149,7 +194,10 @@ class Magnitudes:
             return key
         if region.numel() != key.numel():
             raise ValueError(f"candidates {name!r} has {region.numel()} elements, the weight {key.numel()}")
-        return key * as_uint8(region.reshape(-1).to(key.device))
+        region = region.reshape(-1).to(key.device)
+        if key.device.type == "cpu":  # NumPy's product: ~3x torch's on the 2-core VM
+            return torch.from_numpy(np.multiply(key.numpy(), region.numpy(), dtype=np.int32))
+        return key * as_uint8(region)
 
 
 def _radix_keys(scores: Tensor) -> Tensor:
@@ -204,7 +252,7 @@ def _select(
         for n, w in weights.items():
             k = keep[n]
             if regions[n] is not None:
-                size = int(regions[n].sum())
+                size = count_true(regions[n])
                 if size < k:
                     shortfall[n] = (size, k)
                     k = size
@@ -230,7 +278,7 @@ def _split_global(weights: dict[str, Tensor], flat_scores: Tensor, k: int, has_r
     """Global top-k of concatenated scores (or keys), cut back into the tensors' masks."""
     shortfall: dict[str, tuple[int, int]] = {}
     if has_region:
-        size = int(inside.sum())
+        size = count_true(inside)
         if size < k:
             shortfall[GLOBAL] = (size, k)
             k = size
@@ -260,7 +308,7 @@ def _select_global_by_parts(weights: dict[str, Tensor], k: int, regions: dict[st
         if magnitudes is None:
             keys[n] = _radix_keys(_scores(n, w, regions[n]))
         key = key_of(n)
-        size += int((key > 0).sum())
+        size += count_true(key > 0)
         h = _hi_histogram(key)
         hi_hist = h if hi_hist is None else hi_hist + h
     shortfall: dict[str, tuple[int, int]] = {}

@@ -11,7 +11,9 @@ from espnet_pathways.masks import MaskSet, PathwayMasks, prunable_names
 from espnet_pathways.optim import PathwayGuard, mask_grads_
 from espnet_pathways.pruning import (
     GLOBAL,
+    _radix_keys,
     _top_k,
+    _top_k_keys,
     AdaptiveSchedule,
     CubicSchedule,
     FixedFractionSchedule,
@@ -318,21 +320,26 @@ def test_rerank_global_keeps_total():
 
 
 @pytest.mark.parametrize("k", [1, 700, 29_999, 30_000, 45_000, 99_999])
-def test_radix_selection_equals_kthvalue_selection(k):
-    """Large score vectors take the radix path: the same mask as kthvalue, ties and filler included."""
+def test_selection_methods_give_the_same_mask(k):
+    """np.partition (the CPU default), radix select and kthvalue: the same mask, ties and filler included,
+    on float scores and on radix keys."""
     g = torch.Generator().manual_seed(k)
     s = torch.randint(0, 2000, (100_000,), generator=g).float() / 7.0  # many ties
     s[torch.rand(100_000, generator=g) < 0.3] = -1.0  # outside the candidates
     s[:50] = 0.0
-    radix = _top_k(s.clone(), k, radix_min=1)
-    plain = _top_k(s.clone(), k, radix_min=10**9)
-    assert int(radix.sum()) == k and torch.equal(radix, plain)
+    plain = _top_k(s.clone(), k, "kthvalue")
+    assert int(plain.sum()) == k
+    for method in ("partition", "radix", None):
+        assert torch.equal(_top_k(s.clone(), k, method), plain), method
+        assert torch.equal(_top_k_keys(_radix_keys(s), k, method), plain), method
+    with pytest.raises(ValueError, match="selection method must be one of partition, radix, kthvalue"):
+        _top_k(s, k, "sort")
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("radix_min", [1, 10**9])
-def test_top_k_equals_a_stable_sort(ties, radix_min):
-    """Both selection paths, with and without ties at the threshold (the tie-free path is one
+@pytest.mark.parametrize("method", ["partition", "radix", "kthvalue"])
+def test_top_k_equals_a_stable_sort(ties, method):
+    """Every selection method, with and without ties at the threshold (the tie-free path is one
     comparison): the k largest, equal scores taken from the lower index first."""
     g = torch.Generator().manual_seed(7)
     n = 50_000
@@ -342,7 +349,7 @@ def test_top_k_equals_a_stable_sort(ties, radix_min):
     for k in (1, 17, 20_000, 34_999, n - 1):
         ref = torch.zeros(n, dtype=torch.bool)
         ref[order[:k]] = True
-        assert torch.equal(_top_k(s.clone(), k, radix_min=radix_min), ref), k
+        assert torch.equal(_top_k(s.clone(), k, method), ref), k
 
 
 @pytest.mark.parametrize("with_candidates", [False, True])
