@@ -127,15 +127,17 @@ def _compare(scores: Tensor, thr, strict: bool) -> Tensor:
     return scores > thr if strict else scores >= thr
 
 
+def _all_or_none(x: Tensor, k: int) -> Tensor:
+    """The mask of k >= numel (everything) or k <= 0 (nothing)."""
+    return torch.full_like(x, k > 0, dtype=torch.bool)
+
+
 def _top_k(scores: Tensor, k: int, method: str | None = None) -> Tensor:
     """Bool mask of the k largest scores (float32, each >= 0 or the -1 filler); ties go to the lower index.
 
     ``method``: how the k-th largest is found (``SELECT_METHODS``; default by device and size)."""
-    n = scores.numel()
-    if k >= n:
-        return torch.ones_like(scores, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(scores, dtype=torch.bool)
+    if k <= 0 or k >= scores.numel():
+        return _all_or_none(scores, k)
     m = _method(scores, method, RADIX_MIN_NUMEL)
     if m == "radix" and scores.dtype == torch.float32:
         return _top_k_keys(_radix_keys(scores), k, "radix")
@@ -144,11 +146,8 @@ def _top_k(scores: Tensor, k: int, method: str | None = None) -> Tensor:
 
 def _top_k_keys(key: Tensor, k: int, method: str | None = None) -> Tensor:
     """:func:`_top_k` on radix keys (:func:`_radix_keys`: order-preserving, so the same mask)."""
-    n = key.numel()
-    if k >= n:
-        return torch.ones_like(key, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(key, dtype=torch.bool)
+    if k <= 0 or k >= key.numel():
+        return _all_or_none(key, k)
     m = _method(key, method, KEYS_RADIX_MIN_NUMEL)
     if m != "radix":
         return _keep_top(key, _kth_value(key, k, m), k)
