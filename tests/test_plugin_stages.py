@@ -278,7 +278,7 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     start = time.time()
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "21", *common, *plugin],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+                         capture_output=True, text=True, timeout=1200, cwd=ROOT, env=env)  # ~200-330 s idle
     took = time.time() - start
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     root = tmp_path / "exp" / "pathways"
