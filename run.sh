@@ -51,6 +51,8 @@ prune_interval=100      # stages 14-19: T, optimizer steps between prunes of a m
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=20      # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
+plugin_lr=              # stages 14-19, 22, 27-29: peak learning rate of every plugin run (default: --train_config's optim_conf.lr)
+plugin_warmup=          # the same runs: warm-up steps of their scheduler (scheduler_conf.warmup_steps; default: --train_config's)
 scratch_epochs=         # stages 14-15: epochs of the from-scratch systems ref_scratch, dense_small (default: the dense model's + --plugin_epochs)
 small_config=conf/train_demo_small.yaml  # stage 15: config of dense_small, a dense model with as many parameters as one pathway
 iou_sweep=              # stage 21: output dir of local/mask_iou_sweep.py (mask IoU and CER against monolingual budget) to add to the report
@@ -150,6 +152,23 @@ case $decoder in espnet|batched) ;; *) echo "$0: --decoder must be espnet or bat
 for v in plugin_epochs ${mono_epochs:+mono_epochs} ${dual_epochs:+dual_epochs}; do
     [ "${!v}" -ge 1 ] || { echo "$0: --$v must be at least 1 (epochs of a training run)" >&2; exit 2; }
 done
+if [ -n "$plugin_lr" ]; then
+    [[ $plugin_lr =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] && awk -v x="$plugin_lr" 'BEGIN { exit !(x > 0) }' \
+        || { echo "$0: --plugin_lr must be a positive number, got '$plugin_lr'" >&2; exit 2; }
+    # written with a decimal point: ESPnet reads the value as YAML, where 4e-4 is a string
+    plugin_lr=$(awk -v x="$plugin_lr" 'BEGIN { s = sprintf("%.12g", x); if (s !~ /\./) { if (s ~ /e/) sub(/e/, ".0e", s); else s = s ".0" } print s }')
+fi
+if [ -n "$plugin_warmup" ]; then
+    [[ $plugin_warmup =~ ^[0-9]+$ ]] && [ "$plugin_warmup" -ge 1 ] \
+        || { echo "$0: --plugin_warmup must be a positive integer (optimizer steps), got '$plugin_warmup'" >&2; exit 2; }
+    sched=$(awk '/^scheduler:/ { print tolower($2) }' "$train_config" 2>/dev/null || true)
+    case $sched in warmuplr|warmupsteplr|warmupreducelronplateau|piecewiselinearwarmuplr|noamlr|exponentialdecaywarmup|cosineannealingwarmuprestarts) ;;
+        *) echo "$0: --plugin_warmup: $train_config's scheduler '${sched:-none}' has no warmup_steps" >&2; exit 2 ;;
+    esac
+fi
+# ESPnet merges --optim_conf / --scheduler_conf given on the command line into the config's
+# (espnet2.utils.nested_dict_action); what --plugin_train_args says comes last and wins.
+plugin_train_args="${plugin_lr:+--optim_conf lr=$plugin_lr }${plugin_warmup:+--scheduler_conf warmup_steps=$plugin_warmup }$plugin_train_args"
 case $skip_missing_audio in true|false) ;; *) echo "$0: --skip_missing_audio must be true or false, got '$skip_missing_audio'" >&2; exit 2 ;; esac
 case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.

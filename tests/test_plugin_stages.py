@@ -332,12 +332,15 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
             ours = pw / name / "decode_streaming_decode_fast_batched" / f"{lang}_test" / "1best_recog" / "token_int"
             assert sorted(ours.read_text().splitlines()) == sorted(stock.read_text().splitlines()), (name, lang)
     assert "batch_inference" in (pw / "pathways_lth" / "RESULTS.md").read_text()
-    # A second seed: its own directory, seed 0's runs untouched, the report aggregates both.
+    # A second seed: its own directory, seed 0's runs untouched, the report aggregates both. (Seed 1 also
+    # takes --plugin_lr / --plugin_warmup, which reach ESPnet's config of the run.)
     two = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "21", *common, *plugin,
-                          "--systems", "pathways_random", "--seeds", "0 1"],
+                          "--systems", "pathways_random", "--seeds", "0 1", "--plugin_lr", "4e-4", "--plugin_warmup", "3"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
     assert (root / "seed1" / "pathways_random" / "train" / "masks.pt").is_file()
+    espnet_cfg = yaml.safe_load((root / "seed1" / "pathways_random" / "train" / "config.yaml").read_text())
+    assert espnet_cfg["optim_conf"]["lr"] == 4e-4 and espnet_cfg["scheduler_conf"]["warmup_steps"] == 3
     assert not (root / "seed1" / "lth").exists()
     rnd1 = PathwayMasks.load(root / "seed1" / "pathways_random" / "init_masks.pt")
     assert rnd1["en"] != rnd["en"]  # the random masks follow the seed

@@ -34,6 +34,9 @@ def test_help_lists_stages_and_options():
     (["--plugin_langs", "nl nl"], "--plugin_langs: 'nl' is given twice"),
     (["--ssl_ft_systems", "xlsr"], "--ssl_ft_systems: unknown system 'xlsr'"),
     (["--skip_missing_audio", "yes"], "--skip_missing_audio must be true or false"),
+    (["--plugin_lr", "1e-3x"], "--plugin_lr must be a positive number, got '1e-3x'"),
+    (["--plugin_lr", "0.0"], "--plugin_lr must be a positive number"),
+    (["--plugin_warmup", "0"], "--plugin_warmup must be a positive integer (optimizer steps), got '0'"),
     (["--decode_cmd", "utils/nope.pl --config conf/slurm.conf"], "--decode_cmd: 'utils/nope.pl' is not a command"),
 ])
 def test_bad_options_fail_with_one_line(args, message):
@@ -41,6 +44,15 @@ def test_bad_options_fail_with_one_line(args, message):
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # one line
     assert message in out.stderr
+
+
+def test_plugin_warmup_needs_a_scheduler_with_warmup_steps(tmp_path):
+    cfg = tmp_path / "tri.yaml"
+    cfg.write_text((ROOT / "conf" / "train_tiny.yaml").read_text().replace("scheduler: warmuplr", "scheduler: tristagelr"))
+    out = run_sh("--train_config", str(cfg), "--plugin_warmup", "10", "--stage", "21")
+    assert out.returncode == 2, out.stderr
+    assert f"--plugin_warmup: {cfg}'s scheduler 'tristagelr' has no warmup_steps" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_missing_mls_root_is_reported(tmp_path):
