@@ -161,10 +161,6 @@ fi
 if [ -n "$plugin_warmup" ]; then
     [[ $plugin_warmup =~ ^[0-9]+$ ]] && [ "$plugin_warmup" -ge 1 ] \
         || { echo "$0: --plugin_warmup must be a positive integer (optimizer steps), got '$plugin_warmup'" >&2; exit 2; }
-    sched=$(awk '/^scheduler:/ { print tolower($2) }' "$train_config" 2>/dev/null || true)
-    case $sched in warmuplr|warmupsteplr|warmupreducelronplateau|piecewiselinearwarmuplr|noamlr|exponentialdecaywarmup|cosineannealingwarmuprestarts) ;;
-        *) echo "$0: --plugin_warmup: $train_config's scheduler '${sched:-none}' has no warmup_steps" >&2; exit 2 ;;
-    esac
 fi
 # ESPnet merges --optim_conf / --scheduler_conf given on the command line into the config's
 # (espnet2.utils.nested_dict_action); what --plugin_train_args says comes last and wins.
@@ -226,6 +222,13 @@ done
 for f in train_config decode_config small_config; do
     [ -f "${!f}" ] || [ -f "$recipe_dir/${!f}" ] || { echo "$0: --$f ${!f}: no such file" >&2; exit 2; }
 done
+if [ -n "$plugin_warmup" ]; then  # the scheduler must take warmup_steps
+    cfg_file=$train_config; [ -f "$cfg_file" ] || cfg_file=$recipe_dir/$train_config
+    sched=$(awk '/^scheduler:/ { print tolower($2) }' "$cfg_file")
+    case $sched in warmuplr|warmupsteplr|warmupreducelronplateau|piecewiselinearwarmuplr|noamlr|exponentialdecaywarmup|cosineannealingwarmuprestarts) ;;
+        *) echo "$0: --plugin_warmup: $train_config's scheduler '${sched:-none}' has no warmup_steps" >&2; exit 2 ;;
+    esac
+fi
 
 read -r decode_cmd_exe decode_cmd_rest <<< "$decode_cmd"
 if [ -n "$decode_cmd_exe" ] && [[ $decode_cmd_exe == */* && $decode_cmd_exe != /* ]] && [ -f "$caller_dir/$decode_cmd_exe" ]; then
