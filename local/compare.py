@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local"))
 
 from report import (  # noqa: E402
-    DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES, METRICS, Parser, ReportError, Stats, System, compare,
-    comparison_lines, run_state, seed_list,
+    DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES, METRICS, Parser, ReportError, Stats, System, check_langs_seeds,
+    compare, comparison_lines, run_state, seed_list,
 )
 
 
@@ -64,9 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the comparison here")
     args = p.parse_args(argv)
     try:
-        for opt, vals in (("--langs", args.langs), ("--seeds", args.seeds)):
-            if len(set(vals)) != len(vals):
-                raise ReportError(f"{opt}: a value is given twice: {' '.join(map(str, vals))}")
+        check_langs_seeds(args.langs, args.seeds)
         if args.resamples < 100:
             raise ReportError(f"--resamples must be at least 100, got {args.resamples}")
         na, nb = args.names or (args.a, args.b)

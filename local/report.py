@@ -672,10 +672,7 @@ def main(argv=None) -> int:
 
 def report(args) -> int:
     langs = args.langs
-    if len(set(langs)) != len(langs):
-        raise ReportError(f"--langs: a language is given twice: {' '.join(langs)}")
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ReportError(f"--seeds: a seed is given twice: {' '.join(map(str, args.seeds))}")
+    check_langs_seeds(langs, args.seeds)
     if args.resamples < 100:
         raise ReportError(f"--resamples must be at least 100, got {args.resamples}")
     seeds = args.seeds

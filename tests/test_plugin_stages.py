@@ -471,7 +471,7 @@ def test_compare_two_systems_from_different_dirs(tmp_path):
     assert json.loads((tmp_path / "d.json").read_text())["per_language"]["fr"]["verdict"] == "refuted"  # 32 vs 30
     for extra, msg in (([a, str(tmp_path / "nope"), "--langs", "en"], "nope/results.json: no such file"),
                        ([a, b, "--langs", "en", "it"], "no results for it"),
-                       ([a, b, "--langs", "en", "--seeds", "0", "0"], "--seeds: a value is given twice"),
+                       ([a, b, "--langs", "en", "--seeds", "0", "0"], "--seeds: a seed is given twice"),
                        ([a, b, "--langs", "en", "--seeds", "x"], "--seeds")):
         bad = subprocess.run(cmd + extra + ["--json", str(tmp_path / "bad.json")], capture_output=True, text=True,
                              timeout=120)
