@@ -23,8 +23,8 @@ seed=0                  # mini-MLS and training seed
 nj=2                    # parallel jobs for data synthesis, formatting, statistics
 min_sec=0.5             # stage 4: drop utterances shorter than this
 max_sec=20              # stage 4: drop utterances longer than this
-token_type=char         # char | bpe (the GPU run used bpe with --nbpe 300)
-nbpe=300                # sentencepiece vocabulary size (token_type=bpe)
+token_type=char         # char | bpe (one sentencepiece model; the GPU run used --nbpe 300) | bpe_lang (one per language, merged: the ASR Pathways paper's)
+nbpe=300                # sentencepiece vocabulary size (bpe; bpe_lang: per language)
 bpemode=unigram         # sentencepiece model type
 train_config=conf/train_demo.yaml      # stage 11 ESPnet training config
 train_args=             # extra ESPnet training options, e.g. "--max_epoch 20"
@@ -85,7 +85,7 @@ Stages:
   1   data: mini-MLS synthesis (no --mls_root) and MLS -> Kaldi dirs (local/data_prep.py)
   3   format: read every audio file, count and skip unreadable ones (local/format_data.py)
   4   filter: drop too short / too long utterances (local/format_data.py)
-  5   tokens: one sentencepiece model over all languages (local/make_tokens.py)
+  5   tokens: one sentencepiece model over all languages, or one per language merged (--token_type bpe_lang) (local/make_tokens.py)
   10  statistics for global mean/variance normalisation (ESPnet collect_stats)
   11  train the dense multilingual streaming transducer (ESPnet asr_transducer_train)
   12  decode every language's test set (ESPnet asr_transducer_inference)
@@ -166,7 +166,7 @@ fi
 # (espnet2.utils.nested_dict_action); what --plugin_train_args says comes last and wins.
 plugin_train_args="${plugin_lr:+--optim_conf lr=$plugin_lr }${plugin_warmup:+--scheduler_conf warmup_steps=$plugin_warmup }$plugin_train_args"
 case $skip_missing_audio in true|false) ;; *) echo "$0: --skip_missing_audio must be true or false, got '$skip_missing_audio'" >&2; exit 2 ;; esac
-case $token_type in bpe|char) ;; *) echo "$0: --token_type must be bpe or char, got '$token_type'" >&2; exit 2 ;; esac
+case $token_type in bpe|char|bpe_lang) ;; *) echo "$0: --token_type must be bpe, char or bpe_lang, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.
 for s in $systems; do
     case $s in
@@ -244,7 +244,7 @@ python=python3
 [ -n "$tag" ] || tag=$(basename "${train_config%.*}")
 test_sets=$(for l in $langs; do printf '%s_test ' "$l"; done)
 dev_sets=$(for l in $langs; do printf '%s_dev ' "$l"; done)
-if [ "$token_type" = bpe ]; then token_tag=bpe${nbpe}; else token_tag=char; fi
+case $token_type in bpe) token_tag=bpe${nbpe} ;; bpe_lang) token_tag=bpelang${nbpe} ;; *) token_tag=char ;; esac
 token_dir=$data/token_list/$token_tag
 bpemodel=$token_dir/bpe.model
 token_list=$token_dir/tokens.txt
@@ -307,16 +307,22 @@ if run_stage 4 "filter: keep utterances of ${min_sec}-${max_sec} s"; then
 fi
 
 if run_stage 5 "tokens: $token_tag over the training text of all languages"; then
+    apply_args=(); [ "$token_type" = bpe_lang ] && apply_args=(--apply "$dump/raw/train" "$dump/raw/dev")
     $python local/make_tokens.py --text "$dump/raw/train/text" --out "$token_dir" \
-        --token_type "$token_type" --nbpe "$nbpe" --bpemode "$bpemode"
+        --token_type "$token_type" --nbpe "$nbpe" --bpemode "$bpemode" "${apply_args[@]}"
     end_stage 5
 fi
 
 token_args=(--token_type "$token_type" --token_list "$token_list")
 [ "$token_type" = bpe ] && token_args+=(--bpemodel "$bpemodel")
+# bpe_lang: stage 5 wrote train and dev tokenized by each utterance's language model; ESPnet
+# reads those pieces with its word tokenizer (local/make_tokens.py), stage 13 joins them back.
+[ "$token_type" = bpe_lang ] && token_args=(--token_type word --token_list "$token_list")
 data_args() {  # data_args PREFIX SET: ESPnet's --<prefix>_data_path_and_name_and_type pairs
+    local text=$dump/raw/$2/text
+    [ "$token_type" = bpe_lang ] && text=$token_dir/$2/text
     echo "--$1_data_path_and_name_and_type $dump/raw/$2/wav.scp,speech,sound"
-    echo "--$1_data_path_and_name_and_type $dump/raw/$2/text,text,text"
+    echo "--$1_data_path_and_name_and_type $text,text,text"
 }
 # ESPnet training arguments shared by stage 11 and the plugin stages (local/plugin_stages.sh):
 # tokens, global normalisation, data, shape files and resuming.

@@ -7,6 +7,9 @@ Reads <decode_dir>/<set>/1best_recog/text (ESPnet inference output) and the refe
     and a summary with one row per language plus the average, and
   - results.json beside it (the same numbers, for report stages).
 An utterance with no hypothesis counts as all deletions; the count is printed.
+Hypotheses made of word pieces separated by spaces (``--token_type bpe_lang``: ESPnet decodes
+with its ``word`` tokenizer over the merged per-language pieces) are joined back into words
+first (``--pieces auto``: when a set's hypotheses hold the sentencepiece word boundary U+2581).
 """
 import argparse
 import datetime
@@ -27,6 +30,14 @@ def read_text(path: Path) -> dict[str, str]:
             if parts:
                 out[parts[0]] = parts[1] if len(parts) > 1 else ""
     return out
+
+
+WORD_BOUNDARY = "\u2581"
+
+
+def join_pieces(hyp: str) -> str:
+    """Sentencepiece pieces separated by spaces -> words (the word boundary U+2581 -> a space)."""
+    return " ".join("".join(hyp.split()).replace(WORD_BOUNDARY, " ").split())
 
 
 def counts(refs: list[str], hyps: list[str], unit: str) -> tuple[dict, list[tuple[int, int]]]:
@@ -88,6 +99,8 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", required=True, help="e.g. en_test fr_test")
     p.add_argument("--out", type=Path, required=True, help="RESULTS.md to write")
     p.add_argument("--title", default="", help="one line describing the system")
+    p.add_argument("--pieces", choices=["auto", "yes", "no"], default="auto",
+                   help="join word-piece hypotheses into words first (auto: when a set's hypotheses hold U+2581)")
     args = p.parse_args()
 
     results = {}
@@ -97,6 +110,8 @@ def main() -> None:
             if not path.is_file():
                 sys.exit(f"score.py: {path}: no such file (decode {s} first: stage 12)")
         refs, hyps = read_text(ref_path), read_text(hyp_path)
+        if args.pieces == "yes" or (args.pieces == "auto" and any(WORD_BOUNDARY in h for h in hyps.values())):
+            hyps = {k: join_pieces(h) for k, h in hyps.items()}
         missing = [u for u in refs if u not in hyps]
         if missing:
             print(f"  {s}: {len(missing)} utterances without hypothesis, scored as deletions", file=sys.stderr)

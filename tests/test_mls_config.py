@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from espnet_pathways.espnet_compat import install_transducer_loss
 
@@ -13,10 +14,11 @@ from espnet_pathways.task import ASRPathwaysTask  # noqa: E402
 from tiny_asr import ROOT  # noqa: E402
 
 
-def test_real_mls_config_builds_at_the_papers_scale_and_takes_a_pathway_step():
+@pytest.mark.parametrize("vocab", [1548, 5000])  # --token_type bpe_lang --nbpe 512 (the paper's merged size); bpe 5000
+def test_real_mls_config_builds_at_the_papers_scale_and_takes_a_pathway_step(vocab):
     args = ASRPathwaysTask.get_parser().parse_args(
         ["--config", str(ROOT / "conf" / "train_mls_gpu.yaml"), "--token_list", "x", "--output_dir", "/tmp/x"])
-    args.token_list = ["<blank>", "<unk>"] + [f"t{i}" for i in range(4997)] + ["<sos/eos>"]
+    args.token_list = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
     torch.manual_seed(0)
     model = ASRPathwaysTask.build_model(args)
     params = dict(model.named_parameters())
@@ -38,7 +40,7 @@ def test_real_mls_config_builds_at_the_papers_scale_and_takes_a_pathway_step():
     before = w.detach().clone()
     model.train()
     loss, _, _ = model(speech=0.1 * torch.randn(2, 24000, generator=g), speech_lengths=torch.tensor([24000, 20000]),
-                       text=torch.randint(2, 4999, (2, 8), generator=g), text_lengths=torch.tensor([8, 6]),
+                       text=torch.randint(2, vocab - 1, (2, 8), generator=g), text_lengths=torch.tensor([8, 6]),
                        utt_id=["fr_000001_1_000000", "fr_000001_1_000001"])
     assert torch.isfinite(loss)
     loss.backward()
