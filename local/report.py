@@ -471,8 +471,9 @@ def training_curves(sdir: Path, langs):
     import re
 
     out = {}
-    logs = [sdir / "train" / "train.log"] + [sdir / f"train_{lang}" / "train.log" for lang in langs]
-    for log in logs:
+    for d in [sdir / "train"] + [sdir / f"train_{lang}" for lang in langs]:
+        # a run restored from a results set (local/save_results.py restore_pathways) has only its epoch lines
+        log = d / "train.log" if (d / "train.log").is_file() else d / "train_log_epochs.txt"
         if not log.is_file():
             continue
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()

@@ -5,6 +5,7 @@
     local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
     local/save_results.py dual --dual_dir exp/dual --out results/dual_cpu_v1
     local/save_results.py restore --src results/dense_cpu_exp --exp exp/asr_cpu_exp   # the other way
+    local/save_results.py restore_pathways --src results/pathways_cpu_v4/config_lr --pw_dir exp/pathways_v4 [--seeds 0]
 
 ``dense``: ``RESULTS.md`` and ``results.json`` of every decoding (stage 13 writes them into
 the experiment dir), ``config.yaml``, ``training_curve.tsv`` (per epoch: train and valid
@@ -19,7 +20,11 @@ state.  ``restore``: a saved dense model back into an experiment dir (``config.y
 ``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
 without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
 corpus).  Errors: one line, exit status 1; files are written whole (temporary name, then
-renamed).
+renamed).  ``restore_pathways``: a saved results set's per-seed systems (``system.json``,
+``results.json``, ``RESULTS.md``, ``train.yaml``, the epoch lines) back into a plugin dir, so
+that stage 21 reports seeds run in an earlier session (whose exp/ is gone) together with new
+ones; a system dir that exists already is left as it is.  Masks are not in a results set:
+their seeds are missing from the mask IoU, and stage 20 cannot decode them again.
 """
 from __future__ import annotations
 
@@ -115,7 +120,7 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
     for sdir in sorted([*pw.glob("seed*/*/"), *pw.glob("dense/")]):
         rel = sdir.relative_to(pw)
         small = ["system.json", "results.json", "RESULTS.md", "train.yaml", *sorted(
-            str(f.relative_to(sdir)) for pattern in ("eval_*/RESULTS.md", "eval_*/results.json",
+            str(f.relative_to(sdir)) for pattern in ("failed/*", "eval_*/RESULTS.md", "eval_*/results.json",
                                                      "eval_*/decode/*/timing.json", "export/*/pathway.yaml")
             for f in sdir.glob(pattern))]
         for name in small:
@@ -144,6 +149,24 @@ def restore(src: Path, exp: Path) -> None:
     os.replace(tmp, exp / "valid.loss.ave.pth")
 
 
+def restore_pathways(src: Path, pw: Path, seeds: list[int] | None) -> list[Path]:
+    dirs = sorted(d for d in src.glob("seed*/*/") if seeds is None or d.parent.name in {f"seed{k}" for k in seeds})
+    if not (src / "report.json").is_file() or not dirs:
+        raise ValueError(f"--src {src}: not a saved pathways results set (no report.json or no seed<k>/<system>/)")
+    done = []
+    for sdir in dirs:
+        dst = pw / sdir.relative_to(src)
+        if dst.exists():
+            print(f"  {dst}: exists, left as it is")
+            continue
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(sdir, tmp)
+        os.replace(tmp, dst)
+        done.append(dst)
+    return done
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -160,8 +183,16 @@ def main(argv=None) -> int:
     r = sub.add_parser("restore")
     r.add_argument("--src", type=Path, required=True, help="a results dir written by 'dense --model'")
     r.add_argument("--exp", type=Path, required=True, help="experiment dir to write")
+    rp = sub.add_parser("restore_pathways")
+    rp.add_argument("--src", type=Path, required=True, help="a results dir written by 'pathways'")
+    rp.add_argument("--pw_dir", type=Path, required=True, help="plugin dir to write seed<k>/<system>/ into")
+    rp.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every saved seed)")
     args = p.parse_args(argv)
     try:
+        if args.what == "restore_pathways":
+            done = restore_pathways(args.src, args.pw_dir, args.seeds)
+            print(f"restored {len(done)} system(s) from {args.src} -> {args.pw_dir}")
+            return 0
         if args.what == "dense":
             save_dense(args.exp, args.out, args.model)
         elif args.what == "pathways":

@@ -439,6 +439,25 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pw" / "RESULTS.md").is_file() and (tmp_path / "pw" / "figures" / "iou_lth.png").is_file()
     assert json.loads((tmp_path / "pw" / "seed0" / "lth" / "results.json").read_text())["sets"]["en_test"]["utts"]
+    # ... and back into a plugin dir whose exp/ is gone: stage 21 reports the saved seeds as before (no masks: no IoU)
+    fresh = tmp_path / "fresh"
+    back = subprocess.run(cmd + ["restore_pathways", "--src", str(tmp_path / "pw"), "--pw_dir", str(fresh)],
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    assert sorted(p.relative_to(fresh).as_posix() for p in fresh.glob("seed*/*/")) == sorted(
+        p.relative_to(tmp_path / "pw").as_posix() for p in (tmp_path / "pw").glob("seed*/*/"))
+    assert report(fresh, dense, "en", "fr").returncode == 0
+    before, after = (json.loads((d / "report.json").read_text()) for d in (root, fresh))
+    assert after["claims"] == before["claims"]
+    for n, sy in before["systems"].items():  # the same rates and statuses; only each run's dir differs
+        assert {m: sy[m] for m in ("wer", "cer", "avg_wer", "avg_cer")} == {m: after["systems"][n][m] for m in ("wer", "cer", "avg_wer", "avg_cer")}
+        assert [r["status"] for r in sy["seeds"].values()] == [r["status"] for r in after["systems"][n]["seeds"].values()]
+    again = subprocess.run(cmd + ["restore_pathways", "--src", str(tmp_path / "pw"), "--pw_dir", str(fresh), "--seeds", "0"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "exists, left as it is" in again.stdout and "restored 0 system(s)" in again.stdout
+    bad = subprocess.run(cmd + ["restore_pathways", "--src", str(exp), "--pw_dir", str(tmp_path / "f2")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "not a saved pathways results set" in bad.stderr and not (tmp_path / "f2").exists()
     bad = subprocess.run(cmd + ["dense", "--exp", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "no config.yaml" in bad.stderr and not (tmp_path / "o2").exists()
