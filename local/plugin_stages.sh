@@ -6,7 +6,7 @@
 #   train/ | train_<l>/           pathways_train output dir (multilingual | one per language)
 #   system.json                   what the report needs to describe the row
 #   export_<l>/                   stock ESPnet model dir of language l's pathway (stage 20)
-#   decode_<mode>/<l>_test/       stock ESPnet inference output (stage 20)
+#   decode_<mode>/<l>_test/       ESPnet inference output (stage 20; stock, or batched with --decoder batched)
 #   RESULTS.md, results.json      local/score.py (stage 20)
 #   failed/<step>                 one file per failed step, holding its log path
 # A finished step is skipped on a re-run, even if options changed (remove the system's
@@ -313,9 +313,10 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
         end_stage 19
     fi
 
-    if run_stage 20 "seed $pseed: decode ($decode_mode, stock ESPnet inference) and score every system on ${plugin_langs// /, } test sets"; then
+    if run_stage 20 "seed $pseed: decode ($decode_mode, $decoder_desc) and score every system on ${plugin_langs// /, } test sets"; then
         # Jobs (system, language) go to decode_nj processes (local/decode_pathways.py): each
-        # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference.
+        # exports the pathway to a stock ESPnet model dir and runs stock asr_transducer_inference
+        # (--decoder batched: espnet_pathways.bin.batch_inference, the same search over batches).
         ddir_name=decode_${decode_mode}_$(basename "${decode_config%.*}")$decode_suffix
         jobs_dir=$pw_dir/decode_jobs; rm -rf "$jobs_dir"; mkdir -p "$jobs_dir"
         dec_systems=(); n=0
