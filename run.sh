@@ -53,6 +53,7 @@ rerank_interval=20      # stages 17,19: n < T, steps between adaptive re-ranking
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
 plugin_lr=              # stages 14-19, 22: peak learning rate of every plugin run (default: --train_config's optim_conf.lr)
 plugin_warmup=          # the same runs: warm-up steps of their scheduler (scheduler_conf.warmup_steps; default: --train_config's)
+plugin_schedule=config  # the same runs: config (--train_config's scheduler, restarted per run) | tristage (ESPnet's tristagelr over each run's own steps: warm-up 10%, hold 40%, decay 50% to 1% of the peak)
 scratch_epochs=         # stages 14-15: epochs of the from-scratch systems ref_scratch, dense_small (default: the dense model's + --plugin_epochs)
 small_config=conf/train_demo_small.yaml  # stage 15: config of dense_small, a dense model with as many parameters as one pathway
 iou_sweep=              # stage 21: output dir of local/mask_iou_sweep.py (mask IoU and CER against monolingual budget) to add to the report
@@ -162,9 +163,16 @@ if [ -n "$plugin_warmup" ]; then
     [[ $plugin_warmup =~ ^[0-9]+$ ]] && [ "$plugin_warmup" -ge 1 ] \
         || { echo "$0: --plugin_warmup must be a positive integer (optimizer steps), got '$plugin_warmup'" >&2; exit 2; }
 fi
+case $plugin_schedule in
+    config) sched_args= ;;
+    tristage)  # max_steps=auto: the run's own optimizer steps, counted by the plugin (espnet_pathways.task)
+        [ -z "$plugin_warmup" ] || { echo "$0: --plugin_warmup: not with --plugin_schedule tristage (its warm-up is 10% of each run)" >&2; exit 2; }
+        sched_args="--scheduler tristagelr --scheduler_conf max_steps=auto " ;;
+    *) echo "$0: --plugin_schedule must be config or tristage, got '$plugin_schedule'" >&2; exit 2 ;;
+esac
 # ESPnet merges --optim_conf / --scheduler_conf given on the command line into the config's
 # (espnet2.utils.nested_dict_action); what --plugin_train_args says comes last and wins.
-plugin_train_args="${plugin_lr:+--optim_conf lr=$plugin_lr }${plugin_warmup:+--scheduler_conf warmup_steps=$plugin_warmup }$plugin_train_args"
+plugin_train_args="$sched_args${plugin_lr:+--optim_conf lr=$plugin_lr }${plugin_warmup:+--scheduler_conf warmup_steps=$plugin_warmup }$plugin_train_args"
 case $skip_missing_audio in true|false) ;; *) echo "$0: --skip_missing_audio must be true or false, got '$skip_missing_audio'" >&2; exit 2 ;; esac
 case $token_type in bpe|char|bpe_lang) ;; *) echo "$0: --token_type must be bpe, char or bpe_lang, got '$token_type'" >&2; exit 2 ;; esac
 # Plugin stages (14-21): checked here, before any stage runs.

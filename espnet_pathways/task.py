@@ -193,6 +193,51 @@ def _check_schedule_fits(ctl: PathwaysController, args: argparse.Namespace, batc
     log.info("pathways: last prune event at step %d of %d", last, steps)
 
 
+AUTO_STEPS_SCHEDULERS = ("tristagelr",)  # schedulers whose length ESPnet takes as max_steps
+
+
+def _resolve_max_steps(task: type, args: argparse.Namespace) -> None:
+    """``scheduler_conf: {max_steps: auto}``: this run's optimizer steps (batches per epoch of its own
+    train sampler // accum_grad x max_epoch), so that a schedule shaped over the whole run
+    (``tristagelr``: warm-up, hold, decay) ends where the run ends, whatever its length.  The
+    sampler is built here once more, as the train iterator will build it.  Keys of
+    ``scheduler_conf`` that the scheduler does not take (e.g. a base config's ``warmup_steps``,
+    merged in by ESPnet when ``--scheduler`` changes on the command line) are dropped, in the log."""
+    import inspect
+
+    from espnet2.tasks.abs_task import scheduler_classes
+    from espnet2.train.distributed_utils import DistributedOption
+    from espnet2.utils.build_dataclass import build_dataclass
+
+    conf = getattr(args, "scheduler_conf", None) or {}
+    if conf.get("max_steps") != "auto":
+        return
+    if args.scheduler not in AUTO_STEPS_SCHEDULERS:
+        raise PathwaysError(f"scheduler_conf.max_steps: auto is for scheduler {', '.join(AUTO_STEPS_SCHEDULERS)}, "
+                            f"not {args.scheduler}")
+    takes = set(inspect.signature(scheduler_classes[args.scheduler].__init__).parameters)
+    dropped = sorted(k for k in conf if k not in takes)
+    batches = args.num_iters_per_epoch or len(
+        task.build_iter_factory(args=args, distributed_option=build_dataclass(DistributedOption, args), mode="train").sampler)
+    steps = max(1, batches // max(1, args.accum_grad) * args.max_epoch)
+    args.scheduler_conf = {k: v for k, v in conf.items() if k in takes} | {"max_steps": steps}
+    log.info("scheduler_conf.max_steps: auto -> %d (%d batches per epoch / accum_grad %d x %d epochs)%s",
+             steps, batches, args.accum_grad, args.max_epoch,
+             f"; not arguments of {args.scheduler}, dropped: {', '.join(dropped)}" if dropped else "")
+
+
+class StockTransducerTask(ASRTransducerTask):
+    """ESPnet's transducer task, unchanged but for ``scheduler_conf.max_steps: auto`` (resolved as
+    in :class:`ASRPathwaysTask`): the plugin's dense runs (``espnet_pathways.bin.asr_transducer_train``)."""
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+        optimizers = super().build_optimizers(args, model)
+        if not getattr(args, "collect_stats", False):
+            _resolve_max_steps(cls, args)
+        return optimizers
+
+
 class ASRPathwaysTask(ASRTransducerTask):
     """ASR transducer task with language pathways (see the module docstring)."""
 
@@ -236,6 +281,13 @@ class ASRPathwaysTask(ASRTransducerTask):
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+        optimizers = cls._build_optimizers(args, model)
+        if not getattr(args, "collect_stats", False):
+            _resolve_max_steps(cls, args)  # ESPnet builds the scheduler from args.scheduler_conf right after
+        return optimizers
+
+    @classmethod
+    def _build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
         if not getattr(args, "collect_stats", False) and not getattr(args, "ignore_init_mismatch", False):
             for spec in getattr(args, "init_param", None) or []:
                 check_init_param(spec, model)

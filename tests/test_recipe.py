@@ -37,6 +37,8 @@ def test_help_lists_stages_and_options():
     (["--plugin_lr", "1e-3x"], "--plugin_lr must be a positive number, got '1e-3x'"),
     (["--plugin_lr", "0.0"], "--plugin_lr must be a positive number"),
     (["--plugin_warmup", "0"], "--plugin_warmup must be a positive integer (optimizer steps), got '0'"),
+    (["--plugin_schedule", "cosine"], "--plugin_schedule must be config or tristage, got 'cosine'"),
+    (["--plugin_schedule", "tristage", "--plugin_warmup", "5"], "--plugin_warmup: not with --plugin_schedule tristage"),
     (["--decode_cmd", "utils/nope.pl --config conf/slurm.conf"], "--decode_cmd: 'utils/nope.pl' is not a command"),
 ])
 def test_bad_options_fail_with_one_line(args, message):

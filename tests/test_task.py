@@ -282,6 +282,46 @@ def test_bad_input_fails_before_anything_is_written(extra, message, data, tmp_pa
     assert not (out / "config.yaml").exists()
 
 
+@pytest.mark.parametrize("mode", ["imp", "lap"])  # pathway batches (language sampler) and mixed (ESPnet's)
+def test_tristage_schedule_spans_each_run(mode, data, init_masks, tmp_path):
+    """``--scheduler tristagelr --scheduler_conf max_steps=auto`` (``run.sh --plugin_schedule tristage``):
+    the plugin counts the run's optimizer steps, so warm-up, hold and decay end with the run; the
+    base config's ``warmup_steps`` (merged in by ESPnet) is dropped, not passed on."""
+    out = tmp_path / mode
+    log = train(data, out, mode, "--max_epoch", "2", "--scheduler", "tristagelr", "--scheduler_conf", "max_steps=auto")
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    ck, state = ckpt_state(out)
+    assert cfg["scheduler"] == "tristagelr" and "warmup_steps" not in cfg["scheduler_conf"]
+    assert cfg["scheduler_conf"]["max_steps"] == state["step"] > 0  # every optimizer step of the run, counted before it
+    assert f"max_steps: auto -> {state['step']}" in log and "dropped: warmup_steps" in log
+    sched = ck["schedulers"][0]
+    assert sched["last_epoch"] == state["step"]
+    lr = ck["optimizers"][0]["param_groups"][0]["lr"]
+    peak = cfg["optim_conf"]["lr"]
+    assert lr == pytest.approx(peak * 0.01, rel=0.05)  # the end of the decay: final_lr_scale 0.01 of the peak
+
+
+def test_tristage_schedule_in_the_stock_entry_point(data, tmp_path):
+    """The plugin's dense runs (ref, dense_small, dual full_only) go through espnet_pathways.bin.asr_transducer_train."""
+    from espnet_pathways.bin import asr_transducer_train
+
+    out = tmp_path / "dense"
+    asr_transducer_train.main(train_args(data, out, ROOT / "conf" / "train_tiny.yaml", "--max_epoch", "1",
+                                         "--scheduler", "tristagelr", "--scheduler_conf", "max_steps=auto"))
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    ck = torch.load(out / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert cfg["scheduler_conf"]["max_steps"] == ck["schedulers"][0]["last_epoch"] > 0
+    assert "warmup_steps" not in cfg["scheduler_conf"]
+
+
+def test_max_steps_auto_is_for_tristage_only(data, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train(data, tmp_path / "x", "lap", "--max_epoch", "1", "--scheduler_conf", "max_steps=auto")
+    assert e.value.code != 0
+    assert e.value.stderr.strip().splitlines()[-1] == (
+        "pathways_train: error: scheduler_conf.max_steps: auto is for scheduler tristagelr, not warmuplr")
+
+
 def test_bad_masks_files(data, init_masks, tmp_path):
     # a masks file for another model: the first mismatching tensor is named
     m = load_masks_source(init_masks)

@@ -4,8 +4,10 @@
     python -m espnet_pathways.bin.asr_transducer_train <the same arguments as
         python -m espnet2.bin.asr_transducer_train>
 
-Identical command line, outputs and ``config.yaml`` (stock ESPnet loads them): the only
-difference is that ``import warprnnt_pytorch`` inside ESPnet's
+Identical command line, outputs and ``config.yaml`` (stock ESPnet loads them): the
+differences are that ``scheduler_conf.max_steps: auto`` is resolved to the run's own optimizer
+steps (``espnet_pathways.task.StockTransducerTask``; the recipe's ``--plugin_schedule
+tristage``), and that ``import warprnnt_pytorch`` inside ESPnet's
 ``ESPnetASRTransducerModel._calc_transducer_loss`` finds the plugin's loss instead of exiting
 (see :mod:`espnet_pathways.espnet_compat`).  The implementation is chosen with the environment
 variable ``ESPNET_PATHWAYS_RNNT_LOSS`` = ``auto`` (default: pure PyTorch on CPU, torchaudio on
@@ -19,18 +21,18 @@ from espnet_pathways.espnet_compat import install_transducer_loss
 # with the "spawn" method and re-import this module (as __mp_main__) without calling main().
 install_transducer_loss()
 
-from espnet2.tasks.asr_transducer import ASRTransducerTask  # noqa: E402  (after the shim)
+from espnet_pathways.task import StockTransducerTask  # noqa: E402  (after the shim)
 
 
 def get_parser():
     """ESPnet's own parser for the ASR Transducer task (unchanged)."""
-    return ASRTransducerTask.get_parser()
+    return StockTransducerTask.get_parser()
 
 
 def main(cmd=None):
-    """Run ``ASRTransducerTask.main`` with the plugin's transducer loss installed."""
+    """Run ESPnet's ``ASRTransducerTask.main`` with the plugin's transducer loss installed."""
     install_transducer_loss()  # idempotent; for callers that import and call main()
-    ASRTransducerTask.main(cmd=cmd)
+    StockTransducerTask.main(cmd=cmd)
 
 
 if __name__ == "__main__":
