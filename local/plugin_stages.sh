@@ -35,17 +35,30 @@ mark_failed() {  # mark_failed SYSTEM STEP LOG
 }
 clear_failed() { rm -f "$pw_dir/$1/failed/$2"; rmdir "$pw_dir/$1/failed" 2>/dev/null || true; }
 
-system_json() {  # system_json SYSTEM STAGE KEY=VALUE...: describe the system for the report
+system_json() {  # system_json SYSTEM STAGE KEY=VALUE...: describe the system for the report (STAGE -: refresh)
+    # A per-language system's languages are every language it has a run of: the ones of this call,
+    # of an earlier call (e.g. one --plugin_langs each, side by side) and of its train_<l>/ dirs,
+    # in --langs order. mono_runs and dense_runs refresh it after training (STAGE -), so that runs
+    # started together cannot leave only the last writer's language.
     local sys=$1 st=$2; shift 2
     mkdir -p "$pw_dir/$sys"
-    $python - "$pw_dir/$sys/system.json" "$sys" "$st" "$@" <<'EOF'
-import json, sys, yaml
-out, name, stage, *items = sys.argv[1:]
-d = {"name": name, "stage": stage}
+    $python - "$pw_dir/$sys/system.json" "$sys" "$st" "$langs" "$@" <<'EOF'
+import json, os, sys, yaml
+out, name, stage, order, *items = sys.argv[1:]
+old = json.load(open(out)) if os.path.isfile(out) else {}
+d = dict(old) if stage == "-" else {"name": name, "stage": stage}
 for it in items:
     k, _, v = it.partition("=")
     d[k] = yaml.safe_load(v)
-open(out, "w").write(json.dumps(d, indent=1) + "\n")
+if d.get("per_language"):
+    here = os.path.dirname(out)
+    have = set(d.get("languages") or []) | set(old.get("languages") or [])
+    have |= {e[len("train_"):] for e in os.listdir(here) if e.startswith("train_") and os.path.isdir(os.path.join(here, e))}
+    order = order.split()
+    d["languages"] = sorted(have, key=lambda lang: (order.index(lang) if lang in order else len(order), lang))
+tmp = out + ".tmp"
+open(tmp, "w").write(json.dumps(d, indent=1) + "\n")
+os.replace(tmp, out)
 EOF
 }
 
@@ -99,6 +112,7 @@ mono_runs() {  # mono_runs SYSTEM STAGE MODE FINAL [KEY=VALUE...]: one run per l
             mode="$mode" "languages=[$l]" $(schedule_keys "$final" "$t") "${@/#rerank_interval=*/rerank_interval=$n}"
         pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" "$mono_epochs" || ok=1
     done
+    system_json "$sys" -
     return $ok
 }
 
@@ -197,6 +211,7 @@ dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espn
             mark_failed "$sys" "$l" "$log"; ok=1
         fi
     done
+    system_json "$sys" -
     return $ok
 }
 

@@ -496,3 +496,25 @@ def test_compare_two_systems_from_different_dirs(tmp_path):
                              timeout=120)
         assert bad.returncode == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert not (tmp_path / "bad.json").exists()
+
+
+def test_system_json_of_a_per_language_system_keeps_every_language(tmp_path):
+    """IMP run with one --plugin_langs per process, side by side: system.json names every language
+    that has a run (this call's, an earlier call's, the train_<l>/ dirs), in --langs order; STAGE -
+    refreshes it after training; a multilingual system's languages are as given."""
+    def system_json(*args):
+        script = ('eval "$(sed -n "/^system_json() {/,/^}/p" local/plugin_stages.sh)"; system_json "$@"')
+        r = subprocess.run(["bash", "-c", script, "x", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, python=sys.executable, pw_dir=str(tmp_path), langs="en fr it nl"))
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / args[0] / "system.json").read_text())
+
+    d = system_json("imp", "2", "model=IMP", "languages=[nl]", "per_language=true")
+    assert d["languages"] == ["nl"] and d["stage"] == "2"
+    assert system_json("imp", "2", "model=IMP", "languages=[fr]", "per_language=true")["languages"] == ["fr", "nl"]
+    (tmp_path / "imp" / "train_en").mkdir()
+    d = system_json("imp", "-")
+    assert d["languages"] == ["en", "fr", "nl"] and d["model"] == "IMP" and d["stage"] == "2"
+    (tmp_path / "lap" / "train").mkdir(parents=True)
+    assert system_json("lap", "2", "languages=[fr, nl]", "per_language=false")["languages"] == ["fr", "nl"]
+    assert system_json("lap", "2", "languages=[it]", "per_language=false")["languages"] == ["it"]
