@@ -56,7 +56,7 @@ class ReportError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of argparse's usage block
-        print(f"report.py: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
