@@ -780,11 +780,19 @@ def report(args) -> int:
             shutil.copyfile(png, args.pw_dir / "figures" / "iou_vs_steps.png")
             md += ["![Mask IoU against training steps](figures/iou_vs_steps.png)", ""]
     first = next((k for k in seeds if k in masks_by_seed), None)
-    masks_by_system = masks_by_seed.get(first, {})
+    # Each system's masks from the first seed that has them (a seed restored from a results
+    # set has tables but no masks, and must not hide the systems of the other seeds).
+    masks_by_system, mask_seed = {}, {}
+    for k in seeds:
+        for n, m in masks_by_seed.get(k, {}).items():
+            if n not in masks_by_system:
+                masks_by_system[n], mask_seed[n] = m, k
     total = dense_param_count(args.dense)
     ptext, pinfo = param_section(masks_by_system, total)
-    md += ["## Parameters and storage" + (f" (masks of seed {first})" if len(seeds) > 1 and first is not None else ""),
-           "", ptext, ""]
+    used = sorted(set(mask_seed.values()))
+    where = ("" if len(seeds) < 2 or not used else f" (masks of seed {used[0]})" if len(used) == 1 else
+             " (masks of " + ", ".join(f"`{n}` seed {k}" for n, k in mask_seed.items()) + ")")
+    md += ["## Parameters and storage" + where, "", ptext, ""]
 
     figs = figures(args.pw_dir / "figures", seed_dir.get(first, seed_dir[seeds[0]]), masks_by_system,
                    {n: s for n, s in systems.items() if s.has_any()}, cat, langs, args.metric)

@@ -183,6 +183,27 @@ def test_report_over_seeds_mean_sd_missing_seed_and_verdicts(tmp_path):
     assert rep["systems"]["adaptive_lth"]["avg_wer"]["n"] == 2
 
 
+def test_report_storage_takes_each_systems_masks_from_a_seed_that_has_them(tmp_path):
+    """A seed restored from a results set has scores but no masks: the storage table must still list
+    every system whose masks some seed has, and say which seed each came from."""
+    root, dense = tmp_path / "pathways", tmp_path / "dense"
+    results(dense, {"en": 40.0, "fr": 50.0})
+    torch.save({name: torch.randn(shape) for name, shape in SHAPES.items()}, dense / "valid.loss.ave.pth")
+    seeded_results(root, "lth", {0: {"en": 44.0, "fr": 54.0}, 1: {"en": 45.0, "fr": 55.0}})
+    seeded_results(root, "pathways_lth", {0: {"en": 42.0, "fr": 52.0}, 1: {"en": 43.0, "fr": 53.0}})
+    for lang, g in (("en", 1), ("fr", 2)):  # lth's masks only in seed 0
+        (root / "seed0" / "lth" / f"train_{lang}").mkdir(parents=True)
+        PathwayMasks({lang: masks(g)}).save(root / "seed0" / "lth" / f"train_{lang}" / "masks.pt")
+    (root / "seed1" / "pathways_lth" / "train").mkdir(parents=True)  # pathways_lth's only in seed 1
+    PathwayMasks({"en": masks(1), "fr": masks(3)}).save(root / "seed1" / "pathways_lth" / "train" / "masks.pt")
+    out = report(root, dense, "en", "fr", extra=["--seeds", "0", "1"])
+    assert out.returncode == 0, out.stderr
+    text = (root / "RESULTS.md").read_text()
+    section = text.split("## Parameters and storage")[1].split("\n## ")[0]
+    assert section.splitlines()[0] == " (masks of `lth` seed 0, `pathways_lth` seed 1)"
+    assert "| `lth` | en |" in section and "| `pathways_lth` | union of 2 |" in section
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--seeds", "0", "x"], "report.py: error: argument --seeds: --seeds: 'x' is not an integer"),
     (["--seeds", "1", "1"], "--seeds: a seed is given twice"),
