@@ -170,6 +170,14 @@ langs_yaml="[${plugin_langs// /, }]"
 if [ -z "$scratch_epochs" ]; then
     dense_epochs=$(awk '/^max_epoch:/ { print $2 }' "$asr_exp/config.yaml" 2>/dev/null || true)
     scratch_epochs=$(( ${dense_epochs:-0} + plugin_epochs ))
+    # A dense run that continued another (local/continue_config.py: init_param) has seen more
+    # epochs than its own max_epoch; only the user knows how many.
+    dense_init=$(awk '/^init_param:/ { f = 1; next } f && /^- / { print $2; exit } { f = 0 }' "$asr_exp/config.yaml" 2>/dev/null || true)
+    if [ -n "$dense_init" ] && [ "$stage" -le 15 ] && [ "$stop_stage" -ge 14 ] && [[ " $systems " =~ \ (all|ref_scratch|dense_small)\  ]]; then
+        echo "$0: note: the dense model continued $dense_init, so the from-scratch systems' default of" \
+             "$scratch_epochs epochs (its max_epoch $dense_epochs + --plugin_epochs $plugin_epochs) leaves out the earlier" \
+             "run's epochs: set --scratch_epochs to the total" >&2
+    fi
 fi
 
 dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espnet_pathways.bin.asr_transducer_train

@@ -539,3 +539,20 @@ def test_system_json_of_a_per_language_system_keeps_every_language(tmp_path):
     (tmp_path / "lap" / "train").mkdir(parents=True)
     assert system_json("lap", "2", "languages=[fr, nl]", "per_language=false")["languages"] == ["fr", "nl"]
     assert system_json("lap", "2", "languages=[it]", "per_language=false")["languages"] == ["it"]
+
+
+def test_from_scratch_epochs_of_a_continued_dense_model_are_flagged(tmp_path):
+    """A dense run that continued another (init_param in its config) has seen more epochs than its own
+    max_epoch: the default --scratch_epochs would leave the earlier run out, and the recipe says so."""
+    dense = tmp_path / "exp" / "asr_x"
+    dense.mkdir(parents=True)
+    (dense / "config.yaml").write_text("max_epoch: 8\ninit_param:\n- exp/asr_old/valid.loss.ave.pth\n")
+    (dense / "valid.loss.ave.pth").write_bytes(b"")
+    cmd = ["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "14", "--systems", "ref_scratch",
+           "--plugin_langs", "en", "--expdir", str(tmp_path / "exp"), "--tag", "x", "--train_config",
+           "conf/train_tiny.yaml", "--data", str(tmp_path / "data"), "--dump", str(tmp_path / "dump")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)  # training fails: no data
+    assert "the dense model continued exp/asr_old/valid.loss.ave.pth" in out.stderr
+    assert "default of 9 epochs" in out.stderr and "ref_scratch/train_en: training (9 epochs)" in out.stdout
+    out = subprocess.run(cmd + ["--scratch_epochs", "17"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert "continued" not in out.stderr and "ref_scratch/train_en: training (17 epochs)" in out.stdout
