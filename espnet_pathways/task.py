@@ -226,7 +226,24 @@ def _resolve_max_steps(task: type, args: argparse.Namespace) -> None:
              f"; not arguments of {args.scheduler}, dropped: {', '.join(dropped)}" if dropped else "")
 
 
-class StockTransducerTask(ASRTransducerTask):
+class _ProcessGroupTeardown:
+    """``main_worker`` that destroys the ``torch.distributed`` process group when the run ends.
+
+    ESPnet leaves the group to the interpreter's shutdown; with gloo that can abort the
+    process ("terminate called without an active exception", exit -6) after a finished run,
+    when the backend's worker threads are torn down during finalisation.  Destroying the group
+    while the interpreter is still alive is what PyTorch asks of every program."""
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace) -> None:
+        try:
+            super().main_worker(args)
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+
+class StockTransducerTask(_ProcessGroupTeardown, ASRTransducerTask):
     """ESPnet's transducer task, unchanged but for ``scheduler_conf.max_steps: auto`` (resolved as
     in :class:`ASRPathwaysTask`): the plugin's dense runs (``espnet_pathways.bin.asr_transducer_train``)."""
 
@@ -238,7 +255,7 @@ class StockTransducerTask(ASRTransducerTask):
         return optimizers
 
 
-class ASRPathwaysTask(ASRTransducerTask):
+class ASRPathwaysTask(_ProcessGroupTeardown, ASRTransducerTask):
     """ASR transducer task with language pathways (see the module docstring)."""
 
     _controller: PathwaysController | None = None  # the run's controller (one per process)

@@ -23,7 +23,7 @@ from espnet2.tasks.asr_transducer import ASRTransducerTask  # noqa: E402
 from espnet_pathways import export  # noqa: E402
 from espnet_pathways.controller import STATE_KEY, PathwaysError, load_masks_source  # noqa: E402
 from espnet_pathways.masks import MaskSet, PathwayMasks  # noqa: E402
-from espnet_pathways.task import ASRPathwaysTask  # noqa: E402
+from espnet_pathways.task import ASRPathwaysTask, StockTransducerTask  # noqa: E402
 from tiny_asr import ROOT, make_data, run_in_process, train_args  # noqa: E402
 
 
@@ -376,6 +376,23 @@ def test_command_line_error_is_one_line(data, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last == "pathways_train: error: pathways.rerank_interval (n=3) must be smaller than pathways.prune_interval (T=3)"
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("task", [ASRPathwaysTask, StockTransducerTask])
+def test_main_worker_destroys_the_process_group(task, monkeypatch, tmp_path):
+    """A finished (or failed) run leaves no process group for the interpreter's shutdown to tear
+    down: gloo aborted a finished rank there (exit -6) in a two-process run."""
+    def worker(args):
+        torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+        if args == "fail":
+            raise RuntimeError("training failed")
+
+    monkeypatch.setattr(ASRTransducerTask, "main_worker", classmethod(lambda cls, args: worker(args)))
+    task.main_worker("ok")
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(RuntimeError, match="training failed"):
+        task.main_worker("fail")
+    assert not torch.distributed.is_initialized()
 
 
 def _two_ranks(data, out, mode, init_file, *extra):
