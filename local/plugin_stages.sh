@@ -62,6 +62,23 @@ os.replace(tmp, out)
 EOF
 }
 
+lang_args() {  # lang_args DIR LANGS: train_common_args with the shape files cut to LANGS' utterances
+    # (copies in DIR/shapes) -> lang_train_args.  ESPnet batches the utterances its shape files list:
+    # without this, a multilingual run of mixed batches (lap) on --plugin_langs "fr nl" would get
+    # batches of every language in the data.
+    local a=("${train_common_args[@]}") i f
+    mkdir -p "$1/shapes"; lang_train_args=()
+    for ((i = 0; i < ${#a[@]}; i++)); do
+        case ${a[i]} in
+            --train_shape_file|--valid_shape_file)
+                f=$1/shapes/${a[i]#--}.$(basename "${a[i + 1]}")
+                grep -E "^(${2// /|})_" "${a[i + 1]}" > "$f" || true
+                lang_train_args+=("${a[i]}" "$f"); i=$((i + 1)) ;;
+            *) lang_train_args+=("${a[i]}") ;;
+        esac
+    done
+}
+
 pathways_train() {  # pathways_train SYSTEM RUN CONFIG [EPOCHS]: one plugin training run from the dense model
     local sys=$1 run=$2 cfg=$3 epochs=${4:-$plugin_epochs}
     local dir=$pw_dir/$sys/$run log=$pw_dir/$sys/$run/train.log  # appended to: a resumed run keeps the earlier epochs' lines
@@ -70,7 +87,8 @@ pathways_train() {  # pathways_train SYSTEM RUN CONFIG [EPOCHS]: one plugin trai
     fi
     mkdir -p "$dir"
     echo "  $sys/$run: training, log: $log"
-    if $python -m espnet_pathways.bin.pathways_train "${train_common_args[@]}" --seed "$pseed" --config "$cfg" \
+    lang_args "$dir" "$plugin_langs"
+    if $python -m espnet_pathways.bin.pathways_train "${lang_train_args[@]}" --seed "$pseed" --config "$cfg" \
         --init_param "$dense_model" --max_epoch "$epochs" \
         --output_dir "$dir" $plugin_train_args >> "$log" 2>&1 \
         && [ -f "$dir/$inference_model" ] && [ -f "$dir/masks.pt" ]; then
@@ -154,10 +172,21 @@ random_masks() {  # random_masks SYSTEM: random per-language masks at the target
 }
 
 multi_run() {  # multi_run SYSTEM [--epochs E] KEY=VALUE...: one multilingual run (E: default --plugin_epochs)
-    local sys=$1 epochs=$plugin_epochs; shift
+    # On a subset of the data's languages (--plugin_langs "fr nl"), an epoch has that subset's share
+    # of the steps: T and n are scaled by it, as for the monolingual runs (unchanged on all languages).
+    local sys=$1 epochs=$plugin_epochs share=0 l kv t= n= keys=(); shift
     if [ "${1:-}" = --epochs ]; then epochs=$2; shift 2; fi
+    for l in $plugin_langs; do share=$(awk -v a="$share" -v b="$(lang_share "$l")" 'BEGIN { printf "%.6f", a + b }'); done
+    for kv in "$@"; do
+        case $kv in
+            prune_interval=*) t=$(scaled "${kv#*=}" "$share" 2); keys+=("prune_interval=$t") ;;
+            rerank_interval=*) n=$(scaled "${kv#*=}" "$share") ;;
+            *) keys+=("$kv") ;;
+        esac
+    done
+    if [ -n "$n" ]; then [ -z "$t" ] || [ "$n" -lt "$t" ] || n=$((t - 1)); keys+=("rerank_interval=$n"); fi
     $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train.yaml" \
-        "languages=[${plugin_langs// /, }]" "$@"
+        "languages=[${plugin_langs// /, }]" "${keys[@]}"
     pathways_train "$sys" train "$pw_dir/$sys/train.yaml" "$epochs"
 }
 
@@ -187,7 +216,7 @@ dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espn
     #   ref_scratch  one model per language, from scratch, --scratch_epochs epochs
     #   dense_small  one multilingual model with as many parameters as a pathway (--small_config),
     #                from scratch, --scratch_epochs epochs
-    local sys=$1 l dir log i f ok=0 a=("${train_common_args[@]}") args cfg epochs run_langs init
+    local sys=$1 l dir log ok=0 args cfg epochs run_langs init
     for run_langs in $([ "$sys" = dense_small ] && echo all || echo "$plugin_langs"); do
         case $sys in
             ref) cfg=$train_config; epochs=$mono_epochs; init=(--init_param "$dense_model") ;;
@@ -199,16 +228,7 @@ dense_runs() {  # dense_runs SYSTEM: stock ESPnet dense runs (no masks), by espn
         if [ -f "$dir/$inference_model" ]; then
             echo "  $sys/$l: trained already (skipped)"; clear_failed "$sys" "$l"; continue
         fi
-        mkdir -p "$dir/shapes"; args=()
-        for ((i = 0; i < ${#a[@]}; i++)); do
-            case ${a[i]} in
-                --train_shape_file|--valid_shape_file)
-                    f=$dir/shapes/${a[i]#--}.$(basename "${a[i + 1]}")
-                    grep -E "^(${run_langs// /|})_" "${a[i + 1]}" > "$f" || true
-                    args+=("${a[i]}" "$f"); i=$((i + 1)) ;;
-                *) args+=("${a[i]}") ;;
-            esac
-        done
+        lang_args "$dir" "$run_langs"; args=("${lang_train_args[@]}")
         echo "  $sys/$l: training ($epochs epochs), log: $log"
         # shellcheck disable=SC2086
         if $python -m espnet_pathways.bin.asr_transducer_train "${args[@]}" --seed "$pseed" --config "$cfg" \

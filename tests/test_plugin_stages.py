@@ -390,6 +390,30 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
     assert "decode_streaming: true" in (sup / "export" / "sparse_streaming" / "pathway.yaml").read_text()
 
 
+@pytest.mark.slow
+def test_mixed_batch_lap_on_a_subset_of_the_languages(tiny_recipe, tmp_path):
+    """LAP trains on ESPnet's own (mixed-language) batches: on --plugin_langs fr of an en+fr corpus
+    (the bilingual Table 2 on 4-language data) its batches must hold fr utterances only."""
+    common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp"))]
+    out = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "15", "--stop_stage", "15", *common,
+                          "--systems", "lap", "--plugin_langs", "fr", "--plugin_epochs", "2", "--prune_interval", "6",
+                          "--rerank_interval", "5", "--prune_rounds", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    run = tmp_path / "exp" / "pathways" / "seed0" / "lap" / "train"
+    assert (run / "masks.pt").is_file()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    for f in cfg["train_shape_file"] + cfg["valid_shape_file"]:
+        ids = [line.split()[0] for line in Path(f).read_text().splitlines()]
+        assert ids and all(u.startswith("fr_") for u in ids), f
+    assert json.loads((run.parent / "system.json").read_text())["languages"] == ["fr"]
+    # An epoch of fr alone has fr's share of the steps: T scaled by it, as for the monolingual runs.
+    shapes = [line.split() for line in next((tmp_path / "exp").glob("asr_stats_*/train/speech_shape")).read_text().splitlines()]
+    share = sum(int(n) for u, n in shapes if u.startswith("fr_")) / sum(int(n) for _, n in shapes)
+    assert 0.2 < share < 0.8
+    assert yaml.safe_load((run.parent / "train.yaml").read_text())["pathways"]["prune_interval"] == max(2, int(6 * share + 0.5))
+
+
 def test_mask_iou_sweep_table_figure_and_report(tmp_path, fixture_runs):
     root, dense = fixture_runs
     dirs = []
