@@ -110,9 +110,10 @@ schedule_keys() {  # schedule_keys FINAL [T]: the pruning schedule shared by eve
 # share, so that every run prunes at the same points of its epochs and reaches the target.
 # With --mono_epochs E, T and n are also scaled by E / --plugin_epochs: the N prunes spread
 # over the longer run (local/mask_iou_sweep.py measures what the longer budget does to the masks).
-lang_share() {  # lang_share LANG: LANG's fraction of the training frames (stage 10 shapes)
-    awk -v p="${1}_" '{ n += $2; if (index($1, p) == 1) m += $2 } END { printf "%.6f", (n ? m / n : 1) }' \
-        "$stats_dir/train/speech_shape"
+lang_share() {  # lang_share "LANG...": those languages' fraction of the training frames (stage 10 shapes)
+    awk -v langs="$1" 'BEGIN { k = split(langs, l, " ") }
+        { n += $2; for (i = 1; i <= k; i++) if (index($1, l[i] "_") == 1) m += $2 }
+        END { printf "%.6f", (n ? m / n : 1) }' "$stats_dir/train/speech_shape"
 }
 scaled() {  # scaled VALUE SHARE [MIN]: round(VALUE * SHARE), at least MIN (default 1)
     awk -v v="$1" -v s="$2" -v m="${3:-1}" 'BEGIN { x = int(v * s + 0.5); print (x < m ? m : x) }'
@@ -174,9 +175,9 @@ random_masks() {  # random_masks SYSTEM: random per-language masks at the target
 multi_run() {  # multi_run SYSTEM [--epochs E] KEY=VALUE...: one multilingual run (E: default --plugin_epochs)
     # On a subset of the data's languages (--plugin_langs "fr nl"), an epoch has that subset's share
     # of the steps: T and n are scaled by it, as for the monolingual runs (unchanged on all languages).
-    local sys=$1 epochs=$plugin_epochs share=0 l kv t= n= keys=(); shift
+    local sys=$1 epochs=$plugin_epochs share kv t= n= keys=(); shift
     if [ "${1:-}" = --epochs ]; then epochs=$2; shift 2; fi
-    for l in $plugin_langs; do share=$(awk -v a="$share" -v b="$(lang_share "$l")" 'BEGIN { printf "%.6f", a + b }'); done
+    share=$(lang_share "$plugin_langs")
     for kv in "$@"; do
         case $kv in
             prune_interval=*) t=$(scaled "${kv#*=}" "$share" 2); keys+=("prune_interval=$t") ;;
