@@ -734,7 +734,7 @@ def report(args) -> int:
                     "results (the poster trains on fr+nl only: run with `--plugin_langs \"fr nl\"` for that scenario).")
             md += [f"## Table 2 ({M}): bilingual scenario (fr, nl)", "",
                    "ASR Pathways (LAP-70%) is the `lap` system." + note, "",
-                   table(["pathways_lth", "lap"] + dyn, cat, systems, bl, metric, with_stage=False), ""]
+                   table(["dense", "pathways_lth", "lap"] + dyn, cat, systems, bl, metric, with_stage=False), ""]
         if len(langs) >= 4:
             md += [f"## Table 3 ({M}): {len(langs)} languages", "",
                    table(["pathways_lth", f"dyn_lth_s{mid}"], cat, systems, langs, metric, with_stage=False), ""]

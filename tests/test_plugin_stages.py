@@ -136,6 +136,7 @@ def test_report_four_languages_has_tables_2_and_3(tmp_path):
     text = (root / "RESULTS.md").read_text()
     t2 = text.split("## Table 2 (CER)")[1].split("\n## ")[0]
     assert "| FR | NL | Avg. |" in t2 and "`dyn_lth_s20`" in t2 and "`dyn_lap_s50`" in t2
+    assert "| `dense` | / | 0% | multilingual | random | 10.00 | 20.00 | 15.00 | baseline | ok |" in t2  # the baseline row (CER)
     t3 = text.split("## Table 3 (CER)")[1].split("\n## ")[0]
     assert "| EN | FR | IT | NL | Avg. |" in t3 and "`dyn_lth_s50`" in t3
     claims = text.split("## Claims")[1]
