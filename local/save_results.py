@@ -29,6 +29,7 @@ their seeds are missing from the mask IoU, and stage 20 cannot decode them again
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -117,7 +118,9 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
     if (pw / "figures").is_dir():
         for f in sorted((pw / "figures").glob("*.png")):
             copy(f, out / "figures" / f.name)
-    for sdir in sorted([*pw.glob("seed*/*/"), *pw.glob("dense/")]):
+    # Only the seeds the report covers: another seed's runs may be half-way (started after the report).
+    reported = {f"seed{k}" for k in json.loads((pw / "report.json").read_text()).get("seeds", [])}
+    for sdir in sorted([*(d for d in pw.glob("seed*/*/") if d.parent.name in reported), *pw.glob("dense/")]):
         rel = sdir.relative_to(pw)
         small = ["system.json", "results.json", "RESULTS.md", "train.yaml", *sorted(
             str(f.relative_to(sdir)) for pattern in ("failed/*", "eval_*/RESULTS.md", "eval_*/results.json",

@@ -480,9 +480,11 @@ def test_save_results_dense_and_pathways(tmp_path, fixture_runs):
     assert again.returncode == 1 and "exists already" in again.stderr
     root, dense = fixture_runs
     assert report(root, dense, "en", "fr").returncode == 0
+    results(root / "seed7" / "lth", {"en": 1.0})  # a seed started after the report: not saved with it
     proc = subprocess.run(cmd + ["pathways", "--pw_dir", str(root), "--out", str(tmp_path / "pw")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "pw" / "seed7").exists()
     assert (tmp_path / "pw" / "RESULTS.md").is_file() and (tmp_path / "pw" / "figures" / "iou_lth.png").is_file()
     assert json.loads((tmp_path / "pw" / "seed0" / "lth" / "results.json").read_text())["sets"]["en_test"]["utts"]
     # ... and back into a plugin dir whose exp/ is gone: stage 21 reports the saved seeds as before (no masks: no IoU)
