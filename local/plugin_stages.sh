@@ -118,17 +118,28 @@ lang_share() {  # lang_share "LANG...": those languages' fraction of the trainin
 scaled() {  # scaled VALUE SHARE [MIN]: round(VALUE * SHARE), at least MIN (default 1)
     awk -v v="$1" -v s="$2" -v m="${3:-1}" 'BEGIN { x = int(v * s + 0.5); print (x < m ? m : x) }'
 }
+scaled_keys() {  # scaled_keys SHARE KEY=VALUE...: the keys with prune_interval (T, at least 2) and
+    # rerank_interval (n, below T) scaled by SHARE -> keys
+    local share=$1 kv t= n=; shift; keys=()
+    for kv in "$@"; do
+        case $kv in
+            prune_interval=*) t=$(scaled "${kv#*=}" "$share" 2); keys+=("prune_interval=$t") ;;
+            rerank_interval=*) n=$(scaled "${kv#*=}" "$share") ;;
+            *) keys+=("$kv") ;;
+        esac
+    done
+    if [ -n "$n" ]; then [ -z "$t" ] || [ "$n" -lt "$t" ] || n=$((t - 1)); keys+=("rerank_interval=$n"); fi
+}
 
 mono_runs() {  # mono_runs SYSTEM STAGE MODE FINAL [KEY=VALUE...]: one run per language
     local sys=$1 st=$2 mode=$3 final=$4; shift 4
-    local l ok=0 share t n
+    local l ok=0 share keys
     for l in $plugin_langs; do
         share=$(awk -v s="$(lang_share "$l")" -v e="$mono_epochs" -v p="$plugin_epochs" 'BEGIN { printf "%.6f", s * e / p }')
-        t=$(scaled "$prune_interval" "$share" 2)
-        n=$(scaled "$rerank_interval" "$share"); [ "$n" -lt "$t" ] || n=$((t - 1))
         # shellcheck disable=SC2046
+        scaled_keys "$share" $(schedule_keys "$final") "$@"
         $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train_$l.yaml" \
-            mode="$mode" "languages=[$l]" $(schedule_keys "$final" "$t") "${@/#rerank_interval=*/rerank_interval=$n}"
+            mode="$mode" "languages=[$l]" "${keys[@]}"
         pathways_train "$sys" "train_$l" "$pw_dir/$sys/train_$l.yaml" "$mono_epochs" || ok=1
     done
     system_json "$sys" -
@@ -175,17 +186,9 @@ random_masks() {  # random_masks SYSTEM: random per-language masks at the target
 multi_run() {  # multi_run SYSTEM [--epochs E] KEY=VALUE...: one multilingual run (E: default --plugin_epochs)
     # On a subset of the data's languages (--plugin_langs "fr nl"), an epoch has that subset's share
     # of the steps: T and n are scaled by it, as for the monolingual runs (unchanged on all languages).
-    local sys=$1 epochs=$plugin_epochs share kv t= n= keys=(); shift
+    local sys=$1 epochs=$plugin_epochs keys; shift
     if [ "${1:-}" = --epochs ]; then epochs=$2; shift 2; fi
-    share=$(lang_share "$plugin_langs")
-    for kv in "$@"; do
-        case $kv in
-            prune_interval=*) t=$(scaled "${kv#*=}" "$share" 2); keys+=("prune_interval=$t") ;;
-            rerank_interval=*) n=$(scaled "${kv#*=}" "$share") ;;
-            *) keys+=("$kv") ;;
-        esac
-    done
-    if [ -n "$n" ]; then [ -z "$t" ] || [ "$n" -lt "$t" ] || n=$((t - 1)); keys+=("rerank_interval=$n"); fi
+    scaled_keys "$(lang_share "$plugin_langs")" "$@"
     $python local/pathways_config.py --base "$train_config" --out "$pw_dir/$sys/train.yaml" \
         "languages=[${plugin_langs// /, }]" "${keys[@]}"
     pathways_train "$sys" train "$pw_dir/$sys/train.yaml" "$epochs"
