@@ -4,6 +4,7 @@
     local/save_results.py dense --exp exp/asr_train_demo --out results/dense_cpu_v2 [--model]
     local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
     local/save_results.py dual --dual_dir exp/dual --out results/dual_cpu_v1
+    local/save_results.py ssl --ssl_dir exp/ssl --out results/ssl_cpu_v1
     local/save_results.py restore --src results/dense_cpu_exp --exp exp/asr_cpu_exp   # the other way
     local/save_results.py restore_pathways --src results/pathways_cpu_v4/config_lr --pw_dir exp/pathways_v4 [--seeds 0]
 
@@ -15,7 +16,11 @@ themselves (``train_log_epochs.txt``); with ``--model``, ``valid.loss.ave.pth`` 
 ``pathways``: the report (``RESULTS.md``, ``report.json``, ``figures/``) and per seed and
 system ``system.json``, ``results.json`` (with the per-utterance error counts the bootstrap
 needs) and the epoch lines of every training log; ``dual``: the same for the dual-mode stages
-(each cell's ``eval_*/results.json``, decoding times, the exports' ``pathway.yaml``).  Never audio, checkpoints or optimizer
+(each cell's ``eval_*/results.json``, decoding times, the exports' ``pathway.yaml``); ``ssl``:
+the same for the sparse-sharing SSL stages (the fine-tuned systems per seed), plus what the
+pre-training runs leave that is small: ``ssl.yaml``, the k-means summary ``targets/kmeans.json``,
+the labelled subset's ``ft_data/summary.json``, every config and the epoch lines of the dense
+SSL, per-language IMP and sparse-sharing runs.  Never audio, checkpoints or optimizer
 state.  ``restore``: a saved dense model back into an experiment dir (``config.yaml`` and
 ``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
 without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
@@ -135,6 +140,20 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
                 write(out / rel / log.parent.name / "train_log_epochs.txt", "\n".join(lines) + "\n")
 
 
+def save_ssl(ssl: Path, out: Path) -> None:
+    """Stages 25-31: the fine-tuning report tree, and the pre-training runs' configs and epoch lines."""
+    save_pathways(ssl, out, "--ssl_dir", 31)
+    for pattern in ("ssl.yaml", "targets/kmeans.json", "ft_data/summary.json", "ssl_imp/*.yaml", "ssl_shared/*.yaml",
+                    "ssl_shared/merge_masks.log"):
+        for f in sorted(ssl.glob(pattern)):
+            copy(f, out / f.relative_to(ssl))
+    for log in sorted([*ssl.glob("ssl_dense/train.log"), *ssl.glob("ssl_imp/*/train.log"),
+                       *ssl.glob("ssl_shared/*/train.log")]):
+        lines = epoch_lines(log)
+        if lines:
+            write(out / log.parent.relative_to(ssl) / "train_log_epochs.txt", "\n".join(lines) + "\n")
+
+
 def restore(src: Path, exp: Path) -> None:
     import torch
 
@@ -183,6 +202,9 @@ def main(argv=None) -> int:
     u = sub.add_parser("dual")
     u.add_argument("--dual_dir", type=Path, required=True)
     u.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("ssl")
+    s.add_argument("--ssl_dir", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("restore")
     r.add_argument("--src", type=Path, required=True, help="a results dir written by 'dense --model'")
     r.add_argument("--exp", type=Path, required=True, help="experiment dir to write")
@@ -202,6 +224,8 @@ def main(argv=None) -> int:
             save_pathways(args.pw_dir, args.out)
         elif args.what == "dual":
             save_pathways(args.dual_dir, args.out, "--dual_dir", 24)
+        elif args.what == "ssl":
+            save_ssl(args.ssl_dir, args.out)
         else:
             restore(args.src, args.exp)
             print(f"restored {args.src} -> {args.exp}")

@@ -155,4 +155,14 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
     verdicts = {c["claim"]: c["verdict"] for c in srep["claims"]}
     assert verdicts["sparse sharing beats language adapters (all languages)"] == "not tested"  # shared_ssl not run
     assert verdicts["sparse sharing + pathway FT beats language adapters (all languages)"] == "inconclusive"
+    saved = tmp_path / "saved"
+    keep = subprocess.run([sys.executable, str(ROOT / "local" / "save_results.py"), "ssl", "--ssl_dir", str(sroot),
+                           "--out", str(saved)], capture_output=True, text=True, timeout=120)
+    assert keep.returncode == 0, keep.stderr
+    for f in ("RESULTS.md", "report.json", "ssl.yaml", "targets/kmeans.json", "ft_data/summary.json",
+              "ssl_dense/train_log_epochs.txt", "ssl_imp/train_fr/train_log_epochs.txt", "ssl_shared/train.yaml",
+              "ssl_shared/train/train_log_epochs.txt", "seed0/adapters/eval_dense_streaming/results.json",
+              "seed0/shared_ssl_pathways/train/train_log_epochs.txt"):
+        assert (saved / f).is_file(), f
+    assert not list(saved.rglob("*.pth")) and not list(saved.rglob("*.pkl")) and not list(saved.rglob("masks.pt"))
 
