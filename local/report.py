@@ -14,7 +14,8 @@ error counts), ``failed/*`` (a failed step: its log path), masks (``train/masks.
 * Tables 1-3 (rows = systems; per-language WER and CER, mean ± standard deviation over the
   seeds that finished, with the count when a seed is missing; relative change of the mean
   against the dense multilingual model), mask IoU between languages for every system,
-  parameter counts and storage, figures;
+  how far each adaptive system's masks moved from its ``init_masks.pt`` (weights gained and
+  dropped per language), parameter counts and storage, figures;
 * the claims of DESIGN.md section 7 (and the random-mask control), each comparison with the
   per-seed differences, an utterance-level paired bootstrap interval (Bisani & Ney 2004;
   ``espnet_pathways.stats``, languages resampled separately, systems pooled over seeds) and a
@@ -361,6 +362,42 @@ def iou_summary(masks_by_seed: dict[int, dict[str, dict]], langs):
         lines.append(f"| `{name}` | {k} | {mean:.3f} | {lo:.3f} | {hi:.3f} | "
                      + ", ".join(f"{p} {v:.3f}" for p, v in per.items()) + " |")
         info[name] = dict(seeds=k, mean=mean, min=lo, max=hi, pairs=per)
+    return "\n".join(lines), info
+
+
+def mask_moves(seed_dirs: dict[int, Path], names, langs):
+    """How far the masks of systems that start from ``init_masks.pt`` moved during training.
+
+    Per system and language, averaged over the seeds that have both masks: the initial and the
+    final sparsity, the share of the final mask's weights that the initial mask did not hold
+    ("gained": weights a re-ranking brought in; 0 when training only pruned) and the share of
+    the initial mask's weights the final one dropped.  A mask can only have moved if "gained" > 0
+    or more was dropped than the change in sparsity accounts for."""
+    from espnet_pathways.masks import PathwayMasks
+
+    rows = {}
+    for k, sdir in seed_dirs.items():
+        for name in names:
+            init, final = sdir / name / "init_masks.pt", sdir / name / "train" / "masks.pt"
+            if not (init.is_file() and final.is_file()):
+                continue
+            a, b = PathwayMasks.load(init), PathwayMasks.load(final)
+            for lang in langs:
+                if lang in a and lang in b:
+                    m0, m1 = a[lang], b[lang]
+                    rows.setdefault((name, lang), []).append(
+                        (m0.sparsity(), m1.sparsity(), (m1 - m0).kept() / max(m1.kept(), 1),
+                         (m0 - m1).kept() / max(m0.kept(), 1)))
+    lines = ["| System | Language | Seeds | Initial sparsity | Final sparsity | Gained (share of the final mask not in the "
+             "initial one) | Dropped (share of the initial mask not in the final one) |", "|---|---|---|---|---|---|---|"]
+    info = {}
+    for (name, lang), vals in rows.items():
+        n = len(vals)
+        s0, s1, gained, dropped = (sum(v[i] for v in vals) / n for i in range(4))
+        lines.append(f"| `{name}` | {lang} | {n} | {100 * s0:.1f}% | {100 * s1:.1f}% | {100 * gained:.2f}% | "
+                     f"{100 * dropped:.2f}% |")
+        info.setdefault(name, {})[lang] = dict(seeds=n, init_sparsity=s0, final_sparsity=s1, gained=gained,
+                                               dropped=dropped)
     return "\n".join(lines), info
 
 
@@ -763,6 +800,13 @@ def report(args) -> int:
     if iou_info:
         md += ["## Mask overlap between languages (IoU = |m_a ∧ m_b| / |m_a ∨ m_b| over all prunable weights)", "",
                iou_text, ""]
+    moves_text, moves_info = mask_moves(seed_dir, [n for n in cat if cat[n]["changes"] == "Yes"], langs)
+    if moves_info:
+        md += ["## How far the adaptive masks moved (initial mask -> final mask, per language)", "",
+               "Systems that start from given masks (`init_masks.pt`) and may change them. \"Gained\" is what "
+               "re-ranking brought into a mask; pruning alone only drops weights, so a mask that never gained a "
+               "weight ended as the initial mask thinned by magnitude (and unchanged when it started at the target).",
+               "", moves_text, ""]
     if args.iou_sweep is not None:
         tsv, png = args.iou_sweep / "iou_vs_steps.tsv", args.iou_sweep / "iou_vs_steps.png"
         if not tsv.is_file():
@@ -843,7 +887,7 @@ def report(args) -> int:
     rep = dict(langs=langs, target_sparsity=args.target_sparsity, seeds=seeds, metric=args.metric,
                resamples=args.resamples, min_seeds=args.min_seeds,
                systems={n: sys_json(n, sy) for n, sy in systems.items()},
-               mask_iou=iou_info, parameters=dict(dense=total, systems=pinfo),
+               mask_iou=iou_info, mask_moves=moves_info, parameters=dict(dense=total, systems=pinfo),
                claims=[dict(claim=c["claim"], verdict=c["verdict"], summary=c["summary"],
                             comparisons=[comp_json(x) for x in c["comparisons"]]) for c in cl],
                figures=[str(p) for _, p in figs])
