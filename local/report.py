@@ -369,10 +369,11 @@ def mask_moves(seed_dirs: dict[int, Path], names, langs):
     """How far the masks of systems that start from ``init_masks.pt`` moved during training.
 
     Per system and language, averaged over the seeds that have both masks: the initial and the
-    final sparsity, the share of the final mask's weights that the initial mask did not hold
-    ("gained": weights a re-ranking brought in; 0 when training only pruned) and the share of
-    the initial mask's weights the final one dropped.  A mask can only have moved if "gained" > 0
-    or more was dropped than the change in sparsity accounts for."""
+    final sparsity, the weights re-ranking swapped into the mask over the run (half the mask
+    elements its re-rank events changed, from the ``masks.pt`` history; a later prune may drop
+    them again), the share of the final mask's weights that the initial mask did not hold
+    ("gained": 0 when training only pruned, or when every swapped-in weight was pruned again) and
+    the share of the initial mask's weights the final one dropped."""
     from espnet_pathways.masks import PathwayMasks
 
     rows = {}
@@ -385,19 +386,22 @@ def mask_moves(seed_dirs: dict[int, Path], names, langs):
             for lang in langs:
                 if lang in a and lang in b:
                     m0, m1 = a[lang], b[lang]
+                    swaps = sum(e.get("changed") or 0 for e in (b.history or [])
+                                if e.get("event") == "rerank" and e.get("language") == lang) / 2
                     rows.setdefault((name, lang), []).append(
                         (m0.sparsity(), m1.sparsity(), (m1 - m0).kept() / max(m1.kept(), 1),
-                         (m0 - m1).kept() / max(m0.kept(), 1)))
-    lines = ["| System | Language | Seeds | Initial sparsity | Final sparsity | Gained (share of the final mask not in the "
-             "initial one) | Dropped (share of the initial mask not in the final one) |", "|---|---|---|---|---|---|---|"]
+                         (m0 - m1).kept() / max(m0.kept(), 1), swaps))
+    lines = ["| System | Language | Seeds | Initial sparsity | Final sparsity | Swaps at re-ranks (weights, per run) | "
+             "Gained (share of the final mask not in the initial one) | Dropped (share of the initial mask not in the "
+             "final one) |", "|---|---|---|---|---|---|---|---|"]
     info = {}
     for (name, lang), vals in rows.items():
         n = len(vals)
-        s0, s1, gained, dropped = (sum(v[i] for v in vals) / n for i in range(4))
-        lines.append(f"| `{name}` | {lang} | {n} | {100 * s0:.1f}% | {100 * s1:.1f}% | {100 * gained:.2f}% | "
-                     f"{100 * dropped:.2f}% |")
-        info.setdefault(name, {})[lang] = dict(seeds=n, init_sparsity=s0, final_sparsity=s1, gained=gained,
-                                               dropped=dropped)
+        s0, s1, gained, dropped, swaps = (sum(v[i] for v in vals) / n for i in range(5))
+        lines.append(f"| `{name}` | {lang} | {n} | {100 * s0:.1f}% | {100 * s1:.1f}% | {swaps:,.0f} | "
+                     f"{100 * gained:.2f}% | {100 * dropped:.2f}% |")
+        info.setdefault(name, {})[lang] = dict(seeds=n, init_sparsity=s0, final_sparsity=s1, rerank_swaps=swaps,
+                                               gained=gained, dropped=dropped)
     return "\n".join(lines), info
 
 
@@ -803,9 +807,11 @@ def report(args) -> int:
     moves_text, moves_info = mask_moves(seed_dir, [n for n in cat if cat[n]["changes"] == "Yes"], langs)
     if moves_info:
         md += ["## How far the adaptive masks moved (initial mask -> final mask, per language)", "",
-               "Systems that start from given masks (`init_masks.pt`) and may change them. \"Gained\" is what "
-               "re-ranking brought into a mask; pruning alone only drops weights, so a mask that never gained a "
-               "weight ended as the initial mask thinned by magnitude (and unchanged when it started at the target).",
+               "Systems that start from given masks (`init_masks.pt`) and may change them. \"Swaps\": weights "
+               "re-ranking brought into a language's mask during the run (mean over seeds); \"gained\": the share "
+               "of the final mask its initial mask did not hold. Pruning alone only drops weights, so a final mask "
+               "that gained nothing is the initial mask thinned by magnitude (unchanged when it started at the "
+               "target), whatever re-ranking did in between.",
                "", moves_text, ""]
     if args.iou_sweep is not None:
         tsv, png = args.iou_sweep / "iou_vs_steps.tsv", args.iou_sweep / "iou_vs_steps.png"

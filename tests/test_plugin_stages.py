@@ -126,16 +126,22 @@ def test_report_tables_missing_failed_claims_figures(fixture_runs):
 
 def test_report_shows_how_far_adaptive_masks_moved(fixture_runs):
     """dyn_lth_s50 starts from 50% masks: en's final mask is its initial one thinned by magnitude (nothing
-    gained), fr's final mask is another draw (re-ranking brought weights in); fixed pathways are not listed."""
+    gained, though re-ranks swapped weights in during the run), fr's final mask is another draw (weights
+    gained); fixed pathways are not listed."""
     root, dense = fixture_runs
     pw = root / "seed0"
     PathwayMasks({"en": masks(1, 0.5), "fr": masks(1, 0.5)}).save(pw / "dyn_lth_s50" / "init_masks.pt")
+    # the run's re-ranks swapped 3 + 2 weights into en's mask (6 and 4 elements changed), later pruned again
+    final = PathwayMasks({"en": masks(1), "fr": masks(3)}, history=[
+        dict(step=2, event="rerank", language="en", changed=6), dict(step=2, event="rerank", language="fr", changed=0),
+        dict(step=4, event="prune", language="en", changed=None), dict(step=6, event="rerank", language="en", changed=4)])
+    final.save(pw / "dyn_lth_s50" / "train" / "masks.pt")
     PathwayMasks({"en": masks(1), "fr": masks(1)}).save(pw / "pathways_lth" / "init_masks.pt")
     out = report(root, dense, "en", "fr", extra=["--init_sparsities", "50", "70"])
     assert out.returncode == 0, out.stderr
     moved = (root / "RESULTS.md").read_text().split("## How far the adaptive masks moved")[1].split("\n## ")[0]
     # 31 of masks(1, 0.7)'s weights, all inside masks(1, 0.5)'s 52: 21 dropped, none gained.
-    assert "| `dyn_lth_s50` | en | 1 | 50.0% | 70.2% | 0.00% | 40.38% |" in moved
+    assert "| `dyn_lth_s50` | en | 1 | 50.0% | 70.2% | 5 | 0.00% | 40.38% |" in moved
     assert "pathways_lth" not in moved
     fr = json.loads((root / "report.json").read_text())["mask_moves"]["dyn_lth_s50"]["fr"]
     gained = (masks(3) - masks(1, 0.5)).kept() / masks(3).kept()
