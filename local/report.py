@@ -386,7 +386,7 @@ def mask_moves(seed_dirs: dict[int, Path], names, langs):
             for lang in langs:
                 if lang in a and lang in b:
                     m0, m1 = a[lang], b[lang]
-                    swaps = sum(e.get("changed") or 0 for e in (b.history or [])
+                    swaps = sum(e.get("changed") or 0 for e in b.history
                                 if e.get("event") == "rerank" and e.get("language") == lang) / 2
                     rows.setdefault((name, lang), []).append(
                         (m0.sparsity(), m1.sparsity(), (m1 - m0).kept() / max(m1.kept(), 1),

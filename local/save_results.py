@@ -78,6 +78,13 @@ def seconds(text: str) -> str:
     return f"{total:.1f}"
 
 
+def keep_epoch_lines(log: Path, out_dir: Path) -> None:
+    """The "epoch results" lines of an ESPnet training log -> out_dir/train_log_epochs.txt (none: nothing)."""
+    lines = epoch_lines(log)
+    if lines:
+        write(out_dir / "train_log_epochs.txt", "\n".join(lines) + "\n")
+
+
 def curve(lines: list[str]) -> str:
     rows = ["epoch\ttrain_loss\ttrain_loss_transducer\tvalid_loss\tvalid_loss_transducer\tepoch_seconds\tsteps"]
     for line in lines:
@@ -135,9 +142,7 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
             if (sdir / name).is_file():
                 copy(sdir / name, out / rel / name)
         for log in sorted(sdir.glob("train*/train.log")):
-            lines = epoch_lines(log)
-            if lines:
-                write(out / rel / log.parent.name / "train_log_epochs.txt", "\n".join(lines) + "\n")
+            keep_epoch_lines(log, out / rel / log.parent.name)
 
 
 def save_ssl(ssl: Path, out: Path) -> None:
@@ -149,9 +154,7 @@ def save_ssl(ssl: Path, out: Path) -> None:
             copy(f, out / f.relative_to(ssl))
     for log in sorted([*ssl.glob("ssl_dense/train.log"), *ssl.glob("ssl_imp/*/train.log"),
                        *ssl.glob("ssl_shared/*/train.log")]):
-        lines = epoch_lines(log)
-        if lines:
-            write(out / log.parent.relative_to(ssl) / "train_log_epochs.txt", "\n".join(lines) + "\n")
+        keep_epoch_lines(log, out / log.parent.relative_to(ssl))
 
 
 def restore(src: Path, exp: Path) -> None:
