@@ -50,6 +50,7 @@ mono_epochs=            # stages 14, 17, 18: epochs of each monolingual run (ref
 prune_interval=100      # stages 14-19: T, optimizer steps between prunes of a multilingual run (N*T must fit in it; monolingual runs scale T by their language's share of the data)
 prune_rounds=4          # stages 14-19: N, prune events (cubic schedule to --target_sparsity)
 rerank_interval=20      # stages 17,19: n < T, steps between adaptive re-rankings (scaled like T)
+dyn_free_pool=zero      # stage 19: weights no language holds: zero (after every re-rank/prune, as the poster) | keep (their values carry over until the masks are fixed; ours, lets weights regrow)
 plugin_train_args=      # stages 14-19: extra training options of every plugin run
 plugin_lr=              # stages 14-19, 22: peak learning rate of every plugin run (default: --train_config's optim_conf.lr)
 plugin_warmup=          # the same runs: warm-up steps of their scheduler (scheduler_conf.warmup_steps; default: --train_config's)
@@ -189,6 +190,7 @@ for s in $dual_systems; do
         *) echo "$0: --dual_systems: unknown system '$s' (supernet, supernet_scratch, full_only, stream_only)" >&2; exit 2 ;;
     esac
 done
+case $dyn_free_pool in zero|keep) ;; *) echo "$0: --dyn_free_pool must be zero or keep, got '$dyn_free_pool'" >&2; exit 2 ;; esac
 case $dual_policy in both|alternate|sample) ;; *) echo "$0: --dual_policy must be both, alternate or sample, got '$dual_policy'" >&2; exit 2 ;; esac
 [[ $dual_distill =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "$0: --dual_distill must be a number >= 0, got '$dual_distill'" >&2; exit 2; }
 if [ "$dual_distill" != 0 ] && [ "$dual_policy" != both ] && awk -v x="$dual_distill" 'BEGIN { exit !(x > 0) }'; then

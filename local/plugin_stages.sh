@@ -349,12 +349,14 @@ plugin_seed_stages() {  # stages 14-20 for training seed $pseed into $pw_dir
                 sys=dyn_${src}_s$s; want "$sys" || continue
                 base=${src}_s$s; [ "$s" = "$target_pct" ] && base=$src
                 system_json "$sys" proposed model="Dynamic ASR Pathways" mask_changes=true sparsity="$target_sparsity" \
-                    training=multilingual init="${src^^}-$s%" languages="$langs_yaml" per_language=false
+                    training=multilingual init="${src^^}-$s%" languages="$langs_yaml" per_language=false \
+                    free_pool="$dyn_free_pool"
                 if [ $src = lth ]; then merged_masks "$sys" "$base" || continue
                 else lap_masks "$sys" "$base" || continue; fi
                 # shellcheck disable=SC2046
                 multi_run "$sys" mode=dynamic_pathways "init_masks=$pw_dir/$sys/init_masks.pt" \
-                    $(schedule_keys "$target_sparsity") rerank_interval="$rerank_interval" || true
+                    $(schedule_keys "$target_sparsity") rerank_interval="$rerank_interval" \
+                    dynamic_pathways.free_pool="$dyn_free_pool" || true
             done
         done
         end_stage 19

@@ -365,6 +365,13 @@ def iou_summary(masks_by_seed: dict[int, dict[str, dict]], langs):
     return "\n".join(lines), info
 
 
+def free_pool(system_dir: Path) -> str:
+    """A Dynamic Pathways run's free-pool rule (``system.json``; runs from before the option: ``zero``), else ``-``."""
+    info = system_dir / "system.json"
+    d = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+    return str(d.get("free_pool") or ("zero" if system_dir.name.startswith("dyn_") else "-"))
+
+
 def mask_moves(seed_dirs: dict[int, Path], names, langs):
     """How far the masks of systems that start from ``init_masks.pt`` moved during training.
 
@@ -383,24 +390,25 @@ def mask_moves(seed_dirs: dict[int, Path], names, langs):
             if not (init.is_file() and final.is_file()):
                 continue
             a, b = PathwayMasks.load(init), PathwayMasks.load(final)
+            pool = free_pool(sdir / name)
             for lang in langs:
                 if lang in a and lang in b:
                     m0, m1 = a[lang], b[lang]
                     swaps = sum(e.get("changed") or 0 for e in b.history
                                 if e.get("event") == "rerank" and e.get("language") == lang) / 2
-                    rows.setdefault((name, lang), []).append(
+                    rows.setdefault((name, pool, lang), []).append(
                         (m0.sparsity(), m1.sparsity(), (m1 - m0).kept() / max(m1.kept(), 1),
                          (m0 - m1).kept() / max(m0.kept(), 1), swaps))
-    lines = ["| System | Language | Seeds | Initial sparsity | Final sparsity | Swaps at re-ranks (weights, per run) | "
+    lines = ["| System | Free pool | Language | Seeds | Initial sparsity | Final sparsity | Swaps at re-ranks (weights, per run) | "
              "Gained (share of the final mask not in the initial one) | Dropped (share of the initial mask not in the "
-             "final one) |", "|---|---|---|---|---|---|---|---|"]
+             "final one) |", "|---|---|---|---|---|---|---|---|---|"]
     info = {}
-    for (name, lang), vals in rows.items():
+    for (name, pool, lang), vals in rows.items():
         n = len(vals)
         s0, s1, gained, dropped, swaps = (sum(v[i] for v in vals) / n for i in range(5))
-        lines.append(f"| `{name}` | {lang} | {n} | {100 * s0:.1f}% | {100 * s1:.1f}% | {swaps:,.0f} | "
+        lines.append(f"| `{name}` | {pool} | {lang} | {n} | {100 * s0:.1f}% | {100 * s1:.1f}% | {swaps:,.0f} | "
                      f"{100 * gained:.2f}% | {100 * dropped:.2f}% |")
-        info.setdefault(name, {})[lang] = dict(seeds=n, init_sparsity=s0, final_sparsity=s1, rerank_swaps=swaps,
+        info.setdefault(name, {})[lang] = dict(seeds=n, free_pool=pool, init_sparsity=s0, final_sparsity=s1, rerank_swaps=swaps,
                                                gained=gained, dropped=dropped)
     return "\n".join(lines), info
 
@@ -811,7 +819,9 @@ def report(args) -> int:
                "re-ranking brought into a language's mask during the run (mean over seeds); \"gained\": the share "
                "of the final mask its initial mask did not hold. Pruning alone only drops weights, so a final mask "
                "that gained nothing is the initial mask thinned by magnitude (unchanged when it started at the "
-               "target), whatever re-ranking did in between.",
+               "target), whatever re-ranking did in between. \"Free pool\": what Dynamic Pathways did with weights "
+               "no language held (`zero`: zeroed after every re-rank and prune, as the poster; `keep`: their values "
+               "carried over until the masks were fixed; `--dyn_free_pool`).",
                "", moves_text, ""]
     if args.iou_sweep is not None:
         tsv, png = args.iou_sweep / "iou_vs_steps.tsv", args.iou_sweep / "iou_vs_steps.png"

@@ -507,6 +507,36 @@ def test_dynamic_rerank_respects_the_free_zone_and_zeroes_the_free_pool():
     assert events.count("prune") == 2 and events.count("rerank") == 6
 
 
+def test_dynamic_free_pool_keep_carries_free_weights_until_the_masks_are_fixed():
+    """free_pool: keep -- weights no language holds keep their values across soft events (so they
+    can grow over several intervals and win a re-rank), and are zeroed at the event that fixes
+    the masks; the masks obey the same free-zone rule as with zero."""
+    runs = {}
+    for pool in ("zero", "keep"):
+        model = build()
+        masks = random_masks(model, keep=0.6)
+        ctl = controller(model, "dynamic_pathways", masks, final_sparsity=0.6, prune_interval=4, num_rounds=2,
+                         rerank_interval=1, dynamic_pathways={"free_pool": pool})
+        assert ctl.config.options.free_pool == pool
+        opt = torch.optim.Adam(model.parameters(), lr=5e-2)
+        ctl.install(opt)
+        ctl.start()
+        free_after = []
+        for t in range(1, 10):
+            _train_steps(model, ctl, opt, [LANGS[t % 2]], start_seed=t)
+            w, union = true_weights(model), ctl.masks.union()
+            free_after.append(sum(int(w[n][~union[n]].ne(0).sum()) for n in ctl.names))
+        runs[pool] = (free_after, ctl)
+    zero, keep = runs["zero"][0], runs["keep"][0]
+    assert all(n == 0 for n in zero)  # the poster's rule: zero after every event
+    assert all(n > 0 for n in keep[:7])  # soft events (steps 1-7) leave the free pool as it is
+    assert keep[7] == 0 and keep[8] == 0  # step 8 = N*T fixes the masks and zeroes the pool; fixed afterwards
+    ctl = runs["keep"][1]
+    assert not ctl.soft() and ctl.rule.support() is not None  # the swap's support is ∪ m_l again
+    for lang in LANGS:
+        _per_tensor_sparsity_ok(ctl.masks[lang], 0.6)
+
+
 # ---------------------------------------------------------------- checkpoint state (invariant 8)
 def test_controller_state_rides_in_the_optimizer_state_dict(tmp_path):
     model = build()
@@ -566,6 +596,12 @@ def test_region_step_that_cannot_apply_is_one_line_error():
     ({"mode": "pathways", "init_masks": "m.pt", "swap_positions": True}, r"pathways\.swap_positions: True is not cache or find"),
     ({"mode": "imp", "final_sparsity": 0.5, "prune_interval": 2}, r"pathways\.num_rounds: required by schedule cubic"),
     ({"mode": "pathways", "init_masks": "m.pt", "final_sparsity": 0.5}, r"pathways\.final_sparsity: not used by mode pathways"),
+    ({"mode": "dynamic_pathways", "init_masks": "m.pt", "final_sparsity": 0.5, "prune_interval": 4, "num_rounds": 2,
+      "rerank_interval": 1, "dynamic_pathways": {"free_pool": "grow"}},
+     r"pathways\.dynamic_pathways\.free_pool: 'grow' is not one of zero, keep"),
+    ({"mode": "dynamic_pathways", "init_masks": "m.pt", "final_sparsity": 0.5, "prune_interval": 4, "num_rounds": 2,
+      "rerank_interval": 1, "dynamic_pathways": {"regrow": True}},
+     r"pathways\.dynamic_pathways\.regrow: unknown option \(known: free_pool\)"),
 ])
 def test_bad_config(conf, message):
     with pytest.raises(PathwaysError, match=message):

@@ -137,11 +137,12 @@ def test_report_shows_how_far_adaptive_masks_moved(fixture_runs):
         dict(step=4, event="prune", language="en", changed=None), dict(step=6, event="rerank", language="en", changed=4)])
     final.save(pw / "dyn_lth_s50" / "train" / "masks.pt")
     PathwayMasks({"en": masks(1), "fr": masks(1)}).save(pw / "pathways_lth" / "init_masks.pt")
+    (pw / "dyn_lth_s50" / "system.json").write_text(json.dumps({"free_pool": "keep"}))
     out = report(root, dense, "en", "fr", extra=["--init_sparsities", "50", "70"])
     assert out.returncode == 0, out.stderr
     moved = (root / "RESULTS.md").read_text().split("## How far the adaptive masks moved")[1].split("\n## ")[0]
     # 31 of masks(1, 0.7)'s weights, all inside masks(1, 0.5)'s 52: 21 dropped, none gained.
-    assert "| `dyn_lth_s50` | en | 1 | 50.0% | 70.2% | 5 | 0.00% | 40.38% |" in moved
+    assert "| `dyn_lth_s50` | keep | en | 1 | 50.0% | 70.2% | 5 | 0.00% | 40.38% |" in moved
     assert "pathways_lth" not in moved
     fr = json.loads((root / "report.json").read_text())["mask_moves"]["dyn_lth_s50"]["fr"]
     gained = (masks(3) - masks(1, 0.5)).kept() / masks(3).kept()
@@ -361,6 +362,9 @@ def test_tiny_plugin_stages_end_to_end(tiny_recipe, tmp_path):
     assert (pw / "lap_long" / "train" / "train.log").read_text().count("epoch results") == 3
     assert yaml.safe_load((pw / "lap_long" / "train.yaml").read_text())["pathways"]["prune_interval"] == 4
     assert rep["systems"]["lap_long"]["status"] == "ok"
+    # Dynamic Pathways: the free-pool rule reaches the run's config and the system's description
+    assert yaml.safe_load((pw / "dyn_lth_s70" / "train.yaml").read_text())["pathways"]["dynamic_pathways"] == {"free_pool": "zero"}
+    assert json.loads((pw / "dyn_lth_s70" / "system.json").read_text())["free_pool"] == "zero"
     print(f"tiny stages 14-21: {took:.0f}s (stages 1-13: {tiny_recipe.took:.0f}s)")
     # Idempotent: a re-run of the training stages skips every finished run.
     again = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "14", "--stop_stage", "19", *common, *plugin],

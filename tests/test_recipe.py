@@ -34,6 +34,7 @@ def test_help_lists_stages_and_options():
     (["--plugin_langs", "nl nl"], "--plugin_langs: 'nl' is given twice"),
     (["--ssl_ft_systems", "xlsr"], "--ssl_ft_systems: unknown system 'xlsr'"),
     (["--skip_missing_audio", "yes"], "--skip_missing_audio must be true or false"),
+    (["--dyn_free_pool", "grow"], "--dyn_free_pool must be zero or keep, got 'grow'"),
     (["--plugin_lr", "1e-3x"], "--plugin_lr must be a positive number, got '1e-3x'"),
     (["--plugin_lr", "0.0"], "--plugin_lr must be a positive number"),
     (["--plugin_warmup", "0"], "--plugin_warmup must be a positive integer (optimizer steps), got '0'"),

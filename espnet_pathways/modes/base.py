@@ -25,7 +25,7 @@ Imports torch and the core modules only.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -183,6 +183,16 @@ def register(cls: type[ModeRule]) -> type[ModeRule]:
         raise ValueError(f"mode name {cls.name!r} is empty or taken")
     MODES[cls.name] = cls
     return cls
+
+
+def options_from(mode: str, kind: type, options: Mapping[str, Any] | None) -> Any:
+    """``pathways.<mode>``'s mapping as the dataclass ``kind`` (its defaults for missing keys); unknown keys are errors."""
+    options = dict(options or {})
+    known = [f.name for f in fields(kind)]
+    bad = [k for k in options if k not in known]
+    if bad:
+        raise PathwaysError(f"pathways.{mode}.{bad[0]}: unknown option (known: {', '.join(known)})")
+    return kind(**options)
 
 
 def fmt_sparsity(sparsity: Mapping[str, float]) -> str:

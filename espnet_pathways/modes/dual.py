@@ -43,12 +43,12 @@ import logging
 import numbers
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from espnet_pathways.modes.base import ModeRule, Pass, PathwaysError, Region, changed, fmt_sparsity, register
+from espnet_pathways.modes.base import ModeRule, Pass, PathwaysError, Region, changed, fmt_sparsity, options_from, register
 from espnet_pathways.pruning import magnitude_prune, rerank
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,7 @@ class DualMode(ModeRule):
 
     @classmethod
     def parse_options(cls, options: Mapping[str, Any] | None) -> DualOptions:
-        options = dict(options or {})
-        known = [f.name for f in fields(DualOptions)]
-        bad = [k for k in options if k not in known]
-        if bad:
-            raise PathwaysError(f"pathways.{cls.name}.{bad[0]}: unknown option (known: {', '.join(known)})")
-        opts = DualOptions(**options)
+        opts = options_from(cls.name, DualOptions, options)
         opts.check(f"pathways.{cls.name}")
         return opts
 

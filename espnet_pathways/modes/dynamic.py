@@ -15,6 +15,17 @@ weight that only other languages use, and a weight freed by one language can be 
 by a later one in the same event.  From N·T on the masks are fixed and r_z = m_z (ASR
 Pathways fine-tuning), unless ``rerank_after_final``.
 
+``pathways.dynamic_pathways.free_pool`` (our option; the poster zeroes pruned weights):
+``zero`` (default) as above; ``keep``: weights no language holds keep their values across
+the re-ranks and prune events while training is soft (they go on training in every
+candidate region that contains them, so a weight can grow over many intervals, not only
+over the n steps since the last event, and win a later re-rank), and the free pool goes
+to zero once, at the event after which the masks are fixed (N·T; never with
+``rerank_after_final``, where validation and export still use θ ⊙ m_l).  Measured reason
+(results/table2_cpu_v1): with ``zero`` a weight grows ≲ lr per step from zero, ~0.004 in
+n = 9 Adam steps at 4e-4 against ~0.046 for the smallest kept weight, so re-ranks almost
+never admit one and the masks do not adapt.
+
 Why these details (the poster is terse): the free pool is zeroed after every event, not
 only every T steps, so that no language ever computes with a value that another language
 left in a weight nobody holds; the language order rotates so that no language always
@@ -25,14 +36,26 @@ n-best averaging picks) and the export share one mask.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from espnet_pathways.masks import MaskSet
-from espnet_pathways.modes.base import ModeRule, Region, changed, fmt_sparsity, register
+from espnet_pathways.modes.base import ModeRule, PathwaysError, Region, changed, fmt_sparsity, options_from, register
 from espnet_pathways.pruning import Magnitudes, magnitude_prune, rerank
 
 log = logging.getLogger(__name__)
+
+FREE_POOL = ("zero", "keep")
+
+
+@dataclass
+class DynamicOptions:
+    """``pathways.dynamic_pathways``: what happens to weights no language holds (module docstring)."""
+
+    free_pool: str = "zero"
 
 
 @register
@@ -46,6 +69,17 @@ class DynamicPathways(ModeRule):
     def __init__(self, ctl):
         super().__init__(ctl)
         self._cand: tuple[tuple, MaskSet] | None = None  # the last candidates region, keyed by mask version
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | None) -> DynamicOptions:
+        opts = options_from(cls.name, DynamicOptions, options)
+        if opts.free_pool not in FREE_POOL:
+            raise PathwaysError(f"pathways.{cls.name}.free_pool: {opts.free_pool!r} is not one of {', '.join(FREE_POOL)}")
+        return opts
+
+    @property
+    def free_pool(self) -> str:
+        return (self.ctl.config.options or DynamicOptions()).free_pool
 
     def soft_region(self, lang: str) -> Region:
         key = ("candidates", lang, self.ctl.version)
@@ -73,6 +107,7 @@ class DynamicPathways(ModeRule):
             holders.replace(old, new)
             ctl.masks.record(step=t, event=event, language=lang, sparsity=new.sparsity(),
                              changed=changed(old, new), rule=f"magnitude/{cfg.scope}/candidates")
-        holders.union().apply_(model)  # the free pool back to zero (soft)
+        if self.free_pool == "zero" or not ctl.soft():  # keep: zeroed once, when the masks become fixed
+            holders.union().apply_(model)  # the free pool back to zero
         if event == "prune":
             log.info("pathways: step %d %s prune, sparsity %s", t, self.name, fmt_sparsity(ctl.masks.sparsity()))
