@@ -4,9 +4,10 @@
     local/save_results.py dense --exp exp/asr_train_demo --out results/dense_cpu_v2 [--model]
     local/save_results.py pathways --pw_dir exp/pathways --out results/pathways_cpu_v2
     local/save_results.py dual --dual_dir exp/dual --out results/dual_cpu_v1
-    local/save_results.py ssl --ssl_dir exp/ssl --out results/ssl_cpu_v1
+    local/save_results.py ssl --ssl_dir exp/ssl --out results/ssl_cpu_v1 [--models]
     local/save_results.py restore --src results/dense_cpu_exp --exp exp/asr_cpu_exp   # the other way
     local/save_results.py restore_pathways --src results/pathways_cpu_v4/config_lr --pw_dir exp/pathways_v4 [--seeds 0]
+    local/save_results.py restore_ssl --src results/ssl_cpu_v1 --ssl_dir exp/ssl_v1 [--seeds 0]
 
 ``dense``: ``RESULTS.md`` and ``results.json`` of every decoding (stage 13 writes them into
 the experiment dir), ``config.yaml``, ``training_curve.tsv`` (per epoch: train and valid
@@ -20,9 +21,13 @@ needs) and the epoch lines of every training log; ``dual``: the same for the dua
 the same for the sparse-sharing SSL stages (the fine-tuned systems per seed), plus what the
 pre-training runs leave that is small: ``ssl.yaml``, the k-means summary ``targets/kmeans.json``,
 the labelled subset's ``ft_data/summary.json``, every config and the epoch lines of the dense
-SSL, per-language IMP and sparse-sharing runs.  Never audio, checkpoints or optimizer
-state.  ``restore``: a saved dense model back into an experiment dir (``config.yaml`` and
-``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
+SSL, per-language IMP and sparse-sharing runs; with ``--models`` also what fine-tuning starts
+from (the exception to "no checkpoints", so that a later session skips pre-training): the dense
+and the sparse-sharing SSL models as bfloat16 (``models/ssl_dense_bf16.pth``,
+``models/ssl_shared_bf16.pth``, each refused above 10 MB) and the merged per-language masks
+(``models/init_masks.pt``, packed bits); before stage 31 has written a report, ``--models``
+saves only those.  Never audio, fine-tuned checkpoints or optimizer state.  ``restore``: a
+saved dense model back into an experiment dir (``config.yaml`` and ``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
 without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
 corpus).  Errors: one line, exit status 1; files are written whole (temporary name, then
 renamed).  ``restore_pathways``: a saved results set's per-seed systems (``system.json``,
@@ -30,6 +35,10 @@ renamed).  ``restore_pathways``: a saved results set's per-seed systems (``syste
 that stage 21 reports seeds run in an earlier session (whose exp/ is gone) together with new
 ones; a system dir that exists already is left as it is.  Masks are not in a results set:
 their seeds are missing from the mask IoU, and stage 20 cannot decode them again.
+``restore_ssl``: the models and masks of ``ssl --models`` back into an SSL dir (float32,
+bf16-rounded; stages 26-28 then skip: ``./run.sh --stage 29 --ssl_dir <dir>`` after stages
+0-10), and the saved seeds as ``restore_pathways`` does; refused when any of those model files
+exists already.  Fine-tuning from restored models starts from bf16-rounded weights.
 """
 from __future__ import annotations
 
@@ -105,20 +114,37 @@ def save_dense(exp: Path, out: Path, model: bool) -> None:
     for res in sorted(exp.glob("RESULTS*.md")) + sorted(exp.glob("results*.json")):
         copy(res, out / res.name)
     if model:
-        import torch
+        save_bf16(exp / "valid.loss.ave.pth", out / "model_bf16.pth", "--model")
 
-        src = exp / "valid.loss.ave.pth"
-        if not src.is_file():
-            raise ValueError(f"--model: {src}: no such file (training not finished)")
-        sd = torch.load(src, map_location="cpu", weights_only=True)
-        sd = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in sd.items()}
-        tmp = out / "model_bf16.pth.tmp"
-        torch.save(sd, tmp)
-        size = tmp.stat().st_size
-        if size > MAX_MODEL_BYTES:
-            tmp.unlink()
-            raise ValueError(f"--model: {src} is {size} bytes in bf16, above the 10 MB the repository keeps")
-        os.replace(tmp, out / "model_bf16.pth")
+
+def save_bf16(src: Path, dst: Path, option: str) -> None:
+    """A checkpoint's floating tensors as bfloat16 -> dst (refused above MAX_MODEL_BYTES)."""
+    import torch
+
+    if not src.is_file():
+        raise ValueError(f"{option}: {src}: no such file (training not finished)")
+    sd = torch.load(src, map_location="cpu", weights_only=True)
+    sd = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in sd.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(sd, tmp)
+    size = tmp.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        tmp.unlink()
+        raise ValueError(f"{option}: {src} is {size} bytes in bf16, above the 10 MB the repository keeps")
+    os.replace(tmp, dst)
+
+
+def restore_bf16(src: Path, dst: Path) -> None:
+    """A checkpoint saved by save_bf16 back as float32 (bf16-rounded values) -> dst."""
+    import torch
+
+    sd = torch.load(src, map_location="cpu", weights_only=True)
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(sd, tmp)
+    os.replace(tmp, dst)
 
 
 def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21) -> None:
@@ -145,8 +171,27 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
             keep_epoch_lines(log, out / rel / log.parent.name)
 
 
-def save_ssl(ssl: Path, out: Path) -> None:
+# What fine-tuning (stages 29-31) starts from: <ssl_dir> path -> name in <out>/models/.
+SSL_MODELS = {"ssl_dense/valid.loss.ave.pth": "ssl_dense_bf16.pth",
+              "ssl_shared/train/valid.loss.ave.pth": "ssl_shared_bf16.pth"}
+SSL_MASKS = "ssl_shared/init_masks.pt"
+
+
+def save_ssl_models(ssl: Path, out: Path) -> None:
+    """The pre-trained SSL models (bf16) and the per-language masks -> <out>/models/."""
+    if not (ssl / SSL_MASKS).is_file():
+        raise ValueError(f"--models: {ssl / SSL_MASKS}: no such file (run stage 28 first)")
+    for rel, name in SSL_MODELS.items():
+        save_bf16(ssl / rel, out / "models" / name, "--models")
+    copy(ssl / SSL_MASKS, out / "models" / Path(SSL_MASKS).name)
+
+
+def save_ssl(ssl: Path, out: Path, models: bool = False) -> None:
     """Stages 25-31: the fine-tuning report tree, and the pre-training runs' configs and epoch lines."""
+    if models:
+        save_ssl_models(ssl, out)
+    if not (ssl / "RESULTS.md").is_file() and models:
+        return  # pre-training only so far: the models, no report yet
     save_pathways(ssl, out, "--ssl_dir", 31)
     for pattern in ("ssl.yaml", "targets/kmeans.json", "ft_data/summary.json", "ssl_imp/*.yaml", "ssl_shared/*.yaml",
                     "ssl_shared/merge_masks.log"):
@@ -158,20 +203,32 @@ def save_ssl(ssl: Path, out: Path) -> None:
 
 
 def restore(src: Path, exp: Path) -> None:
-    import torch
-
     for name in ("config.yaml", "model_bf16.pth"):
         if not (src / name).is_file():
             raise ValueError(f"--src {src}: no {name}")
     if (exp / "valid.loss.ave.pth").exists():
         raise ValueError(f"--exp {exp}: valid.loss.ave.pth exists already (remove it to restore)")
-    sd = torch.load(src / "model_bf16.pth", map_location="cpu", weights_only=True)
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     exp.mkdir(parents=True, exist_ok=True)
     copy(src / "config.yaml", exp / "config.yaml")
-    tmp = exp / "valid.loss.ave.pth.tmp"
-    torch.save(sd, tmp)
-    os.replace(tmp, exp / "valid.loss.ave.pth")
+    restore_bf16(src / "model_bf16.pth", exp / "valid.loss.ave.pth")
+
+
+def restore_ssl(src: Path, ssl: Path, seeds: list[int] | None) -> list[Path]:
+    """Saved SSL models and masks back into <ssl_dir> (stages 26-28 then skip), and the saved seeds."""
+    names = [*SSL_MODELS.values(), Path(SSL_MASKS).name]
+    missing = [n for n in names if not (src / "models" / n).is_file()]
+    if missing:
+        raise ValueError(f"--src {src}: no models/{missing[0]} (saved with 'ssl --models'?)")
+    present = [ssl / rel for rel in (*SSL_MODELS, SSL_MASKS) if (ssl / rel).exists()]
+    if present:
+        raise ValueError(f"--ssl_dir {ssl}: {present[0]} exists already (remove it to restore)")
+    for rel, name in SSL_MODELS.items():
+        restore_bf16(src / "models" / name, ssl / rel)
+    copy(src / "models" / Path(SSL_MASKS).name, ssl / SSL_MASKS)
+    done = [ssl / rel for rel in (*SSL_MODELS, SSL_MASKS)]
+    if (src / "report.json").is_file() and any(src.glob("seed*/*/")):
+        done += restore_pathways(src, ssl, seeds)
+    return done
 
 
 def restore_pathways(src: Path, pw: Path, seeds: list[int] | None) -> list[Path]:
@@ -208,6 +265,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("ssl")
     s.add_argument("--ssl_dir", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--models", action="store_true",
+                   help="also keep the pre-trained SSL models (bf16) and the per-language masks (models/)")
     r = sub.add_parser("restore")
     r.add_argument("--src", type=Path, required=True, help="a results dir written by 'dense --model'")
     r.add_argument("--exp", type=Path, required=True, help="experiment dir to write")
@@ -215,11 +274,19 @@ def main(argv=None) -> int:
     rp.add_argument("--src", type=Path, required=True, help="a results dir written by 'pathways'")
     rp.add_argument("--pw_dir", type=Path, required=True, help="plugin dir to write seed<k>/<system>/ into")
     rp.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every saved seed)")
+    rs = sub.add_parser("restore_ssl")
+    rs.add_argument("--src", type=Path, required=True, help="a results dir written by 'ssl --models'")
+    rs.add_argument("--ssl_dir", type=Path, required=True, help="SSL dir to write (run.sh --ssl_dir)")
+    rs.add_argument("--seeds", type=int, nargs="+", help="only these saved seeds (default: every saved seed)")
     args = p.parse_args(argv)
     try:
         if args.what == "restore_pathways":
             done = restore_pathways(args.src, args.pw_dir, args.seeds)
             print(f"restored {len(done)} system(s) from {args.src} -> {args.pw_dir}")
+            return 0
+        if args.what == "restore_ssl":
+            done = restore_ssl(args.src, args.ssl_dir, args.seeds)
+            print(f"restored {len(done)} path(s) from {args.src} -> {args.ssl_dir}")
             return 0
         if args.what == "dense":
             save_dense(args.exp, args.out, args.model)
@@ -228,7 +295,7 @@ def main(argv=None) -> int:
         elif args.what == "dual":
             save_pathways(args.dual_dir, args.out, "--dual_dir", 24)
         elif args.what == "ssl":
-            save_ssl(args.ssl_dir, args.out)
+            save_ssl(args.ssl_dir, args.out, args.models)
         else:
             restore(args.src, args.exp)
             print(f"restored {args.src} -> {args.exp}")

@@ -65,8 +65,16 @@ if run_stage 26 "dense multilingual SSL pre-training ($ssl_epochs epochs) -> $ss
     end_stage 26
 fi
 
+# Once stage 28 has trained through merged masks, those masks are its record: stages 27-28 leave
+# them alone (re-pruning or re-merging would pair the model with masks it was not trained with).
+# This is also what lets a later session start from pre-trained models restored from a results
+# set (local/save_results.py restore_ssl) without the per-language IMP runs.
+ssl_shared_done() { [ -f "$ssl_root/ssl_shared/train/$inference_model" ] && [ -f "$ssl_root/ssl_shared/init_masks.pt" ]; }
+
 if run_stage 27 "per-language masks: monolingual IMP on the SSL loss to $ssl_sparsity -> $ssl_root/ssl_imp/train_<l>"; then
+    if ssl_shared_done; then echo "  $ssl_root/ssl_shared is trained already with merged masks: per-language IMP skipped"; fi
     for l in $plugin_langs; do
+        ssl_shared_done && break
         share=$(lang_share "$l"); t=$(scaled "$prune_interval" "$share" 2)
         cfg=$ssl_root/ssl_imp/train_$l.yaml
         # shellcheck disable=SC2046
@@ -82,7 +90,8 @@ if run_stage 28 "sparse-sharing SSL pre-training ($ssl_share_epochs epochs, the 
     pairs=()
     for l in $plugin_langs; do pairs+=("$l=$ssl_root/ssl_imp/train_$l"); done
     mkdir -p "$ssl_root/ssl_shared"
-    if $python -m espnet_pathways.bin.merge_masks --out "$ssl_root/ssl_shared/init_masks.pt" "${pairs[@]}" \
+    if ssl_shared_done; then echo "  $ssl_root/ssl_shared/train: trained already (skipped, masks kept)"
+    elif $python -m espnet_pathways.bin.merge_masks --out "$ssl_root/ssl_shared/init_masks.pt" "${pairs[@]}" \
         > "$ssl_root/ssl_shared/merge_masks.log" 2>&1; then
         $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$ssl_root/ssl_shared/train.yaml" \
             mode=pathways "languages=[${plugin_langs// /, }]" "init_masks=$ssl_root/ssl_shared/init_masks.pt"

@@ -166,3 +166,32 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
         assert (saved / f).is_file(), f
     assert not list(saved.rglob("*.pth")) and not list(saved.rglob("*.pkl")) and not list(saved.rglob("masks.pt"))
 
+    # --models keeps what fine-tuning starts from; restore_ssl puts it back and stages 26-28 then skip
+    sr = [sys.executable, str(ROOT / "local" / "save_results.py")]
+    keep = subprocess.run(sr + ["ssl", "--ssl_dir", str(sroot), "--out", str(saved), "--models"],
+                          capture_output=True, text=True, timeout=120)
+    assert keep.returncode == 0, keep.stderr
+    dense = torch.load(sroot / "ssl_dense" / "valid.loss.ave.pth", weights_only=True)
+    kept = torch.load(saved / "models" / "ssl_dense_bf16.pth", weights_only=True)
+    assert kept.keys() == dense.keys() and all(v.dtype == torch.bfloat16 for v in kept.values() if v.is_floating_point())
+    fresh = tmp_path / "restored_ssl"
+    back = subprocess.run(sr + ["restore_ssl", "--src", str(saved), "--ssl_dir", str(fresh)],
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    got = torch.load(fresh / "ssl_dense" / "valid.loss.ave.pth", weights_only=True)
+    assert all(torch.equal(got[k], dense[k].to(torch.bfloat16).float()) for k in dense if dense[k].is_floating_point())
+    masks = (sroot / "ssl_shared" / "init_masks.pt").read_bytes()
+    assert (fresh / "ssl_shared" / "init_masks.pt").read_bytes() == masks
+    assert (fresh / "seed0" / "adapters" / "eval_dense_streaming" / "results.json").is_file()
+    skip = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", "--stop_stage", "28", *common,
+                           "--ssl_dir", str(fresh)], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert skip.returncode == 0, skip.stdout[-3000:] + skip.stderr[-2000:]
+    assert "per-language IMP skipped" in skip.stdout and "trained already (skipped, masks kept)" in skip.stdout
+    assert not (fresh / "ssl_imp").exists() and (fresh / "ssl_shared" / "init_masks.pt").read_bytes() == masks
+    again = subprocess.run(sr + ["restore_ssl", "--src", str(saved), "--ssl_dir", str(fresh)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "exists already" in again.stderr and len(again.stderr.splitlines()) == 1
+    none = subprocess.run(sr + ["restore_ssl", "--src", str(sroot), "--ssl_dir", str(tmp_path / "r2")],
+                          capture_output=True, text=True, timeout=120)
+    assert none.returncode == 1 and "no models/ssl_dense_bf16.pth" in none.stderr and not (tmp_path / "r2").exists()
+

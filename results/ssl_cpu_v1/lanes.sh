@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sparse-sharing SSL stages 25-31 on full mini-MLS on the 2-core CPU machine, in two lanes where
 # runs do not depend on each other: bash results/ssl_cpu_v1/lanes.sh "SEEDS" (default "0").
-# Needs stages 0-10 (./run.sh --stage 0 --stop_stage 10 --tag cpu_exp16). Every step is resumable:
+# Needs stages 0-10 (./run.sh --stage 0 --stop_stage 10 --tag cpu_exp16), and, to skip pre-training,
+# local/save_results.py restore_ssl --src results/ssl_cpu_v1 --ssl_dir exp/ssl_v1. Every step is resumable:
 # a re-run skips finished runs and ESPnet --resume continues a run from its last epoch checkpoint,
 # so the script can be started again after a session ends. Pre-training (stages 25-28) runs once;
 # fine-tuning (stage 29) once per seed. Step times: exp/ssl_v1/lanes/times.
@@ -33,6 +34,9 @@ a=$!
 b=$!
 wait $a $b
 step ssl_shared rs --stage 28 --stop_stage 28 || exit 1
+# what fine-tuning starts from, for git (bf16 models + masks): a later session restores it with
+# local/save_results.py restore_ssl --src results/ssl_cpu_v1 --ssl_dir exp/ssl_v1 and skips stages 26-28
+step save_models .venv/bin/python local/save_results.py ssl --ssl_dir exp/ssl_v1 --out results/ssl_cpu_v1 --models
 done_seeds=
 for seed in $seeds; do
     step "ft_s${seed}_a" rs --stage 29 --stop_stage 29 --seeds "$seed" --ssl_ft_systems "no_pretrain dense_ssl shared_ssl" &
