@@ -68,6 +68,7 @@ dual_dir=               # stages 22-24: where the dual-mode systems go (default:
 ssl_dir=                # stages 25-28: where the sparse-sharing SSL runs go (default: <expdir>/ssl)
 ssl_k=100               # stage 25: k-means clusters of the SSL frame targets
 ssl_epochs=4            # stage 26: epochs of dense multilingual SSL pre-training (from scratch)
+ssl_second_iter_layer=0 # stage 26: 0 = one iteration on the MFCC targets; k > 0 = HuBERT's second iteration: k-means on encoder block k of the first model, then pre-training again from scratch on those targets
 ssl_sparsity=0.5        # stage 27: per-language sparsity of the SSL sub-networks (monolingual IMP on the SSL loss)
 ssl_share_epochs=1      # stage 28: epochs of sparse-sharing pre-training (from the dense SSL model)
 ssl_ft_subset=10h       # stage 29: labelled fine-tuning subset per language: 10h | 1h | full, or e.g. "en=10h,it=1h,nl=1h" (MLS limited-supervision handles; scaled in mini-MLS)
@@ -107,7 +108,8 @@ Stages:
   24  report: <expdir>/dual/RESULTS.md against the dense, full-context-only and LAP baselines (local/dual_report.py)
   Sparse-sharing SSL stages (local/ssl_stages.sh, in <expdir>/ssl/):
   25  SSL frame targets: MFCC k-means over all languages (local/ssl_targets.py)
-  26  dense multilingual SSL pre-training of the transducer's encoder (espnet_pathways.bin.ssl_train)
+  26  dense multilingual SSL pre-training of the transducer's encoder (espnet_pathways.bin.ssl_train); with
+      --ssl_second_iter_layer k, a second iteration on k-means targets of the first model's encoder block k
   27  per-language masks: monolingual IMP on the SSL loss (--ssl_sparsity)
   28  sparse-sharing SSL pre-training: the per-language masks as pathways of one encoder
   29  fine-tune into the streaming transducer on the labelled subset (--ssl_ft_subset), per seed: no_pretrain
@@ -142,7 +144,7 @@ if [ -z "$stop_stage" ]; then
     if [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 24 ]; then stop_stage=31
     elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 21 ]; then stop_stage=24; elif [[ $stage =~ ^[0-9]+$ ]] && [ "$stage" -gt 13 ]; then stop_stage=21; fi
 fi
-for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${mono_epochs:+mono_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_share_epochs ssl_ft_epochs ssl_adapter_dim; do
+for v in stage stop_stage nj decode_nj decode_split decode_batch_size ngpu nbpe plugin_epochs prune_interval prune_rounds rerank_interval ${scratch_epochs:+scratch_epochs} ${mono_epochs:+mono_epochs} ${dual_epochs:+dual_epochs} dual_calib_batches ssl_k ssl_epochs ssl_second_iter_layer ssl_share_epochs ssl_ft_epochs ssl_adapter_dim; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --$v must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [ "$stage" -gt "$stop_stage" ]; then

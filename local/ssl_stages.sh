@@ -3,6 +3,8 @@
 # per-language sub-networks of it, then pre-training that shares them.
 #   $ssl_dir/targets/          k-means frame targets (local/ssl_targets.py), stage 25
 #   $ssl_dir/ssl_dense/        dense multilingual SSL pre-training (the "standard XLSR" baseline), stage 26
+#   $ssl_dir/ssl_dense_it1/, targets_layer<k>/  with --ssl_second_iter_layer k: the first iteration and the
+#                              second iteration's targets (ssl_dense/ is then the second iteration), stage 26
 #   $ssl_dir/ssl_imp/train_<l>/  per-language masks: monolingual IMP on the SSL loss, stage 27
 #   $ssl_dir/ssl_shared/       sparse-sharing pre-training (mode pathways with those masks), stage 28
 #   $ssl_dir/ft_data/          the labelled fine-tuning subset (--ssl_ft_subset), stage 29
@@ -15,7 +17,9 @@
 # shellcheck shell=bash disable=SC2154
 
 ssl_root=${ssl_dir:-$expdir/ssl}
-ssl_targets=$ssl_root/targets
+ssl_mfcc_targets=$ssl_root/targets
+ssl_targets=$ssl_mfcc_targets  # the targets the dense SSL model (and stages 27-28) train on
+[ "$ssl_second_iter_layer" -gt 0 ] && ssl_targets=$ssl_root/targets_layer$ssl_second_iter_layer
 ssl_failed=0
 
 ssl_config_file() {  # the SSL config: --train_config's frontend and encoder + ssl_conf, no SpecAugment
@@ -24,22 +28,33 @@ ssl_config_file() {  # the SSL config: --train_config's frontend and encoder + s
         --set ssl_conf.masking_conf.mask_length=5
 }
 
-# ESPnet arguments of every SSL run: audio + frame targets (text_int), the cluster ids as tokens.
-ssl_common_args=(--use_preprocessor false --token_list "$ssl_targets/tokens.txt" --ngpu "$ngpu"
-    --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz"
-    --train_data_path_and_name_and_type "$dump/raw/train/wav.scp,speech,sound"
-    --train_data_path_and_name_and_type "$ssl_targets/train/text,text,text_int"
-    --valid_data_path_and_name_and_type "$dump/raw/dev/wav.scp,speech,sound"
-    --valid_data_path_and_name_and_type "$ssl_targets/dev/text,text,text_int"
-    --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$ssl_targets/train/text_shape"
-    --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$ssl_targets/dev/text_shape"
-    --fold_length 80000 --fold_length 400 --resume true --seed "$seed")
-ssl_common_args+=("${ddp_args[@]}")
+ssl_use_targets() {  # ssl_use_targets DIR: ESPnet arguments of the SSL runs that follow: audio + DIR's frame
+    # targets (text_int), the cluster ids as tokens
+    local t=$1
+    ssl_cur_targets=$t
+    ssl_common_args=(--use_preprocessor false --token_list "$t/tokens.txt" --ngpu "$ngpu"
+        --normalize global_mvn --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz"
+        --train_data_path_and_name_and_type "$dump/raw/train/wav.scp,speech,sound"
+        --train_data_path_and_name_and_type "$t/train/text,text,text_int"
+        --valid_data_path_and_name_and_type "$dump/raw/dev/wav.scp,speech,sound"
+        --valid_data_path_and_name_and_type "$t/dev/text,text,text_int"
+        --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$t/train/text_shape"
+        --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$t/dev/text_shape"
+        --fold_length 80000 --fold_length 400 --resume true --seed "$seed" "${ddp_args[@]}")
+}
+ssl_use_targets "$ssl_targets"
 
 ssl_train_run() {  # ssl_train_run DIR CONFIG EPOCHS [ARGS...]: one SSL training run into DIR
-    local dir=$1 cfg=$2 epochs=$3; shift 3
+    local dir=$1 cfg=$2 epochs=$3 was; shift 3
+    # which targets a run trained on ($dir/targets): a run of the other iteration's is not reused
+    was=$(cat "$dir/targets" 2>/dev/null) || was=
+    if [ -n "$was" ] && [ "$was" != "${ssl_cur_targets##*/}" ]; then
+        echo "  $dir: trained on $was, not ${ssl_cur_targets##*/} (--ssl_second_iter_layer changed? remove it or use another --ssl_dir)" >&2
+        ssl_failed=1; return 1
+    fi
     if [ -f "$dir/$inference_model" ]; then echo "  $dir: trained already (skipped)"; return 0; fi
     mkdir -p "$dir"
+    echo "${ssl_cur_targets##*/}" > "$dir/targets"
     echo "  $dir: training ($epochs epochs), log: $dir/train.log"
     if $python -m espnet_pathways.bin.ssl_train "${ssl_common_args[@]}" --config "$cfg" --max_epoch "$epochs" \
         --output_dir "$dir" "$@" >> "$dir/train.log" 2>&1 && [ -f "$dir/$inference_model" ]; then
@@ -49,19 +64,41 @@ ssl_train_run() {  # ssl_train_run DIR CONFIG EPOCHS [ARGS...]: one SSL training
     fi
 }
 
-if run_stage 25 "SSL targets: MFCC k-means (k=$ssl_k) over all languages -> $ssl_targets"; then
+if run_stage 25 "SSL targets: MFCC k-means (k=$ssl_k) over all languages -> $ssl_mfcc_targets"; then
     mkdir -p "$ssl_root"; ssl_config_file
-    if [ -f "$ssl_targets/dev/text" ]; then echo "  $ssl_targets exists: skipped"
+    if [ -f "$ssl_mfcc_targets/dev/text" ]; then echo "  $ssl_mfcc_targets exists: skipped"
     else
         $python local/ssl_targets.py --config "$ssl_root/ssl.yaml" --sets "$dump/raw/train" "$dump/raw/dev" \
-            --out "$ssl_targets" --k "$ssl_k" --seed "$seed" || exit 1
+            --out "$ssl_mfcc_targets" --k "$ssl_k" --seed "$seed" || exit 1
     fi
     end_stage 25
 fi
 
-if run_stage 26 "dense multilingual SSL pre-training ($ssl_epochs epochs) -> $ssl_root/ssl_dense"; then
+ssl_iter2_targets() {  # HuBERT's second iteration: k-means on encoder block k of the first iteration's model
+    local it1=$ssl_root/ssl_dense_it1/$inference_model
+    if [ -f "$ssl_targets/dev/text" ]; then echo "  $ssl_targets exists: skipped"; return 0; fi
+    [ -f "$it1" ] || return 1
+    echo "  targets of iteration 2: k-means (k=$ssl_k) on block $ssl_second_iter_layer of $it1 -> $ssl_targets"
+    $python local/ssl_targets.py --config "$ssl_root/ssl.yaml" --sets "$dump/raw/train" "$dump/raw/dev" \
+        --out "$ssl_targets" --k "$ssl_k" --seed "$seed" --feature "layer$ssl_second_iter_layer" --ssl_model "$it1"
+}
+
+if run_stage 26 "dense multilingual SSL pre-training ($ssl_epochs epochs$([ "$ssl_second_iter_layer" -gt 0 ] && echo \
+        ", 2 iterations: MFCC targets, then block $ssl_second_iter_layer's")) -> $ssl_root/ssl_dense"; then
     ssl_config_file
-    ssl_train_run "$ssl_root/ssl_dense" "$ssl_root/ssl.yaml" "$ssl_epochs" || true
+    if [ "$ssl_second_iter_layer" -gt 0 ]; then
+        # iteration 1 on the MFCC targets; iteration 2 from scratch on its block's k-means targets
+        ssl_use_targets "$ssl_mfcc_targets"
+        ssl_train_run "$ssl_root/ssl_dense_it1" "$ssl_root/ssl.yaml" "$ssl_epochs" || true
+        ssl_use_targets "$ssl_targets"
+        if ssl_iter2_targets; then
+            ssl_train_run "$ssl_root/ssl_dense" "$ssl_root/ssl.yaml" "$ssl_epochs" || true
+        else
+            echo "  $ssl_targets: FAILED (iteration 1 missing or k-means failed)" >&2; ssl_failed=1
+        fi
+    else
+        ssl_train_run "$ssl_root/ssl_dense" "$ssl_root/ssl.yaml" "$ssl_epochs" || true
+    fi
     end_stage 26
 fi
 

@@ -195,3 +195,32 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert none.returncode == 1 and "no models/ssl_dense_bf16.pth" in none.stderr and not (tmp_path / "r2").exists()
 
+
+
+@pytest.mark.slow
+def test_tiny_ssl_second_iteration(tiny_recipe, tmp_path):
+    """--ssl_second_iter_layer k: stage 26 pre-trains on the MFCC targets, clusters block k of that model and pre-trains
+    again from scratch on those targets; a later run with the other setting does not reuse the model."""
+    common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp")), "--ssl_k", "4",
+              "--ssl_epochs", "1"]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    run = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "25", "--stop_stage", "26", *common,
+                          "--ssl_second_iter_layer", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    sroot = tmp_path / "exp" / "ssl"
+    assert json.loads((sroot / "targets_layer1" / "kmeans.json").read_text())["feature"] == "layer1"
+    assert json.loads((sroot / "targets" / "kmeans.json").read_text())["feature"] == "mfcc"
+    assert (sroot / "ssl_dense_it1" / "targets").read_text().strip() == "targets"
+    assert (sroot / "ssl_dense" / "targets").read_text().strip() == "targets_layer1"
+    one, two = (torch.load(sroot / d / "valid.loss.ave.pth", weights_only=True) for d in ("ssl_dense_it1", "ssl_dense"))
+    enc = next(k for k in one if k.startswith("encoder."))
+    assert one.keys() == two.keys() and not torch.equal(one[enc], two[enc])  # iteration 2 starts from scratch
+    log = (sroot / "ssl_dense" / "train.log").read_text()
+    assert "targets_layer1/train/text" in log and "ssl_dense_it1" not in log
+    other = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", "--stop_stage", "26", *common],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert other.returncode == 1
+    assert "ssl_dense: trained on targets_layer1, not targets" in other.stderr
+    bad = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", *common, "--ssl_second_iter_layer", "x"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "--ssl_second_iter_layer must be a non-negative integer" in bad.stderr
