@@ -69,7 +69,8 @@ ssl_dir=                # stages 25-28: where the sparse-sharing SSL runs go (de
 ssl_k=100               # stage 25: k-means clusters of the SSL frame targets
 ssl_epochs=4            # stage 26: epochs of dense multilingual SSL pre-training (from scratch)
 ssl_second_iter_layer=0 # stage 26: 0 = one iteration on the MFCC targets; k > 0 = HuBERT's second iteration: k-means on encoder block k of the first model, then pre-training again from scratch on those targets
-ssl_sparsity=0.5        # stage 27: per-language sparsity of the SSL sub-networks (monolingual IMP on the SSL loss)
+ssl_sparsity=0.5        # stage 27: sparsity of each language's SSL sub-network: one fraction for all, or per language, e.g. "en=0.5,fr=0.5,it=0.3,nl=0.3"
+ssl_mask_mode=imp       # stage 27: how the per-language masks are found on the SSL loss: imp (prune and keep training) | lth (prune, rewind to the dense SSL weights)
 ssl_share_epochs=1      # stage 28: epochs of sparse-sharing pre-training (from the dense SSL model)
 ssl_ft_subset=10h       # stage 29: labelled fine-tuning subset per language: 10h | 1h | full, or e.g. "en=10h,it=1h,nl=1h" (MLS limited-supervision handles; scaled in mini-MLS)
 ssl_ft_systems="no_pretrain dense_ssl shared_ssl shared_ssl_pathways lang_embedding adapters"  # stages 29-31: fine-tuned systems (see --help)
@@ -110,7 +111,7 @@ Stages:
   25  SSL frame targets: MFCC k-means over all languages (local/ssl_targets.py)
   26  dense multilingual SSL pre-training of the transducer's encoder (espnet_pathways.bin.ssl_train); with
       --ssl_second_iter_layer k, a second iteration on k-means targets of the first model's encoder block k
-  27  per-language masks: monolingual IMP on the SSL loss (--ssl_sparsity)
+  27  per-language masks: monolingual IMP (or LTH, --ssl_mask_mode) on the SSL loss (--ssl_sparsity, per language or one for all)
   28  sparse-sharing SSL pre-training: the per-language masks as pathways of one encoder
   29  fine-tune into the streaming transducer on the labelled subset (--ssl_ft_subset), per seed: no_pretrain
       (from scratch), dense_ssl (encoder from stage 26), shared_ssl (from stage 28, dense fine-tuning),
@@ -198,7 +199,23 @@ case $dual_policy in both|alternate|sample) ;; *) echo "$0: --dual_policy must b
 if [ "$dual_distill" != 0 ] && [ "$dual_policy" != both ] && awk -v x="$dual_distill" 'BEGIN { exit !(x > 0) }'; then
     echo "$0: --dual_distill needs --dual_policy both (both passes on every batch)" >&2; exit 2
 fi
-[[ $ssl_sparsity =~ ^0?\.[0-9]+$ ]] || { echo "$0: --ssl_sparsity must be a fraction in (0, 1), got '$ssl_sparsity'" >&2; exit 2; }
+ssl_sparsity_of() {  # ssl_sparsity_of LANG: that language's --ssl_sparsity (status 1: none given)
+    local kv
+    case $ssl_sparsity in
+        *=*) for kv in ${ssl_sparsity//,/ }; do [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }; done; return 1 ;;
+        *) echo "$ssl_sparsity" ;;
+    esac
+}
+for l in ${plugin_langs:-$langs}; do
+    v=$(ssl_sparsity_of "$l") || { echo "$0: --ssl_sparsity '$ssl_sparsity' gives no value for language '$l'" >&2; exit 2; }
+    [[ $v =~ ^0?\.[0-9]+$ ]] || { echo "$0: --ssl_sparsity must be a fraction in (0, 1), got '$v' for '$l'" >&2; exit 2; }
+done
+if [[ $ssl_sparsity == *=* ]]; then
+    for kv in ${ssl_sparsity//,/ }; do
+        [[ " ${plugin_langs:-$langs} " == *" ${kv%%=*} "* ]] || { echo "$0: --ssl_sparsity: '${kv%%=*}' is not one of the languages (${plugin_langs:-$langs})" >&2; exit 2; }
+    done
+fi
+case $ssl_mask_mode in imp|lth) ;; *) echo "$0: --ssl_mask_mode must be imp or lth, got '$ssl_mask_mode'" >&2; exit 2 ;; esac
 [ "$ssl_k" -ge 2 ] || { echo "$0: --ssl_k must be at least 2, got '$ssl_k'" >&2; exit 2; }
 for s in $ssl_ft_systems; do
     case $s in

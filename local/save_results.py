@@ -175,6 +175,7 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
 SSL_MODELS = {"ssl_dense/valid.loss.ave.pth": "ssl_dense_bf16.pth",
               "ssl_shared/train/valid.loss.ave.pth": "ssl_shared_bf16.pth"}
 SSL_MASKS = "ssl_shared/init_masks.pt"
+SSL_MASKS_FROM = "ssl_shared/masks_from"
 
 
 def save_ssl_models(ssl: Path, out: Path) -> None:
@@ -184,6 +185,8 @@ def save_ssl_models(ssl: Path, out: Path) -> None:
     for rel, name in SSL_MODELS.items():
         save_bf16(ssl / rel, out / "models" / name, "--models")
     copy(ssl / SSL_MASKS, out / "models" / Path(SSL_MASKS).name)
+    if (ssl / SSL_MASKS_FROM).is_file():  # the stage-27 options the masks came from (stages 27-28 check them)
+        copy(ssl / SSL_MASKS_FROM, out / "models" / Path(SSL_MASKS_FROM).name)
 
 
 def save_ssl(ssl: Path, out: Path, models: bool = False) -> None:
@@ -193,11 +196,12 @@ def save_ssl(ssl: Path, out: Path, models: bool = False) -> None:
     if not (ssl / "RESULTS.md").is_file() and models:
         return  # pre-training only so far: the models, no report yet
     save_pathways(ssl, out, "--ssl_dir", 31)
-    for pattern in ("ssl.yaml", "targets/kmeans.json", "ft_data/summary.json", "ssl_imp/*.yaml", "ssl_shared/*.yaml",
-                    "ssl_shared/merge_masks.log"):
+    for pattern in ("ssl.yaml", "targets/kmeans.json", "targets_layer*/kmeans.json", "ft_data/summary.json",
+                    "ssl_imp/*.yaml", "ssl_lth/*.yaml", "ssl_shared/*.yaml", "ssl_shared/merge_masks.log"):
         for f in sorted(ssl.glob(pattern)):
             copy(f, out / f.relative_to(ssl))
-    for log in sorted([*ssl.glob("ssl_dense/train.log"), *ssl.glob("ssl_imp/*/train.log"),
+    for log in sorted([*ssl.glob("ssl_dense/train.log"), *ssl.glob("ssl_dense_it1/train.log"),
+                       *ssl.glob("ssl_imp/*/train.log"), *ssl.glob("ssl_lth/*/train.log"),
                        *ssl.glob("ssl_shared/*/train.log")]):
         keep_epoch_lines(log, out / log.parent.relative_to(ssl))
 
@@ -225,6 +229,8 @@ def restore_ssl(src: Path, ssl: Path, seeds: list[int] | None) -> list[Path]:
     for rel, name in SSL_MODELS.items():
         restore_bf16(src / "models" / name, ssl / rel)
     copy(src / "models" / Path(SSL_MASKS).name, ssl / SSL_MASKS)
+    if (src / "models" / Path(SSL_MASKS_FROM).name).is_file():
+        copy(src / "models" / Path(SSL_MASKS_FROM).name, ssl / SSL_MASKS_FROM)
     done = [ssl / rel for rel in (*SSL_MODELS, SSL_MASKS)]
     if (src / "report.json").is_file() and any(src.glob("seed*/*/")):
         done += restore_pathways(src, ssl, seeds)

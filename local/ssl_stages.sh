@@ -5,7 +5,7 @@
 #   $ssl_dir/ssl_dense/        dense multilingual SSL pre-training (the "standard XLSR" baseline), stage 26
 #   $ssl_dir/ssl_dense_it1/, targets_layer<k>/  with --ssl_second_iter_layer k: the first iteration and the
 #                              second iteration's targets (ssl_dense/ is then the second iteration), stage 26
-#   $ssl_dir/ssl_imp/train_<l>/  per-language masks: monolingual IMP on the SSL loss, stage 27
+#   $ssl_dir/ssl_imp/train_<l>/  per-language masks: monolingual IMP on the SSL loss, stage 27 (ssl_lth/: --ssl_mask_mode lth)
 #   $ssl_dir/ssl_shared/       sparse-sharing pre-training (mode pathways with those masks), stage 28
 #   $ssl_dir/ft_data/          the labelled fine-tuning subset (--ssl_ft_subset), stage 29
 #   $ssl_dir/seed<k>/<system>/ fine-tuning into the streaming transducer, one dir per --ssl_ft_systems
@@ -107,29 +107,42 @@ fi
 # This is also what lets a later session start from pre-trained models restored from a results
 # set (local/save_results.py restore_ssl) without the per-language IMP runs.
 ssl_shared_done() { [ -f "$ssl_root/ssl_shared/train/$inference_model" ] && [ -f "$ssl_root/ssl_shared/init_masks.pt" ]; }
+ssl_masks_id="mode=$ssl_mask_mode sparsity=$ssl_sparsity"  # what stage 28 records in ssl_shared/masks_from
+ssl_shared_other() {  # status 0 (and a one-line error) when ssl_shared/ holds masks of other stage-27 options
+    local was
+    was=$(cat "$ssl_root/ssl_shared/masks_from" 2>/dev/null) || return 1
+    [ "$was" != "$ssl_masks_id" ] || return 1
+    echo "  $ssl_root/ssl_shared: its masks are from '$was', not '$ssl_masks_id' (remove it or use another --ssl_dir)" >&2
+    ssl_failed=1
+}
 
-if run_stage 27 "per-language masks: monolingual IMP on the SSL loss to $ssl_sparsity -> $ssl_root/ssl_imp/train_<l>"; then
-    if ssl_shared_done; then echo "  $ssl_root/ssl_shared is trained already with merged masks: per-language IMP skipped"; fi
-    for l in $plugin_langs; do
-        ssl_shared_done && break
-        share=$(lang_share "$l"); t=$(scaled "$prune_interval" "$share" 2)
-        cfg=$ssl_root/ssl_imp/train_$l.yaml
-        # shellcheck disable=SC2046
-        $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$cfg" mode=imp "languages=[$l]" \
-            $(schedule_keys "$ssl_sparsity" "$t")
-        ssl_train_run "$ssl_root/ssl_imp/train_$l" "$cfg" "$plugin_epochs" \
-            --init_param "$ssl_root/ssl_dense/$inference_model" || true
-    done
+ssl_masks_dir=$ssl_root/ssl_$ssl_mask_mode  # stage 27's runs: ssl_imp/ or ssl_lth/
+if run_stage 27 "per-language masks: monolingual ${ssl_mask_mode^^} on the SSL loss to $ssl_sparsity -> $ssl_masks_dir/train_<l>"; then
+    if ssl_shared_other; then :
+    elif ssl_shared_done; then echo "  $ssl_root/ssl_shared is trained already with merged masks: per-language pruning skipped"
+    else
+        for l in $plugin_langs; do
+            share=$(lang_share "$l"); t=$(scaled "$prune_interval" "$share" 2)
+            cfg=$ssl_masks_dir/train_$l.yaml
+            # shellcheck disable=SC2046
+            $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$cfg" "mode=$ssl_mask_mode" \
+                "languages=[$l]" $(schedule_keys "$(ssl_sparsity_of "$l")" "$t")
+            ssl_train_run "$ssl_masks_dir/train_$l" "$cfg" "$plugin_epochs" \
+                --init_param "$ssl_root/ssl_dense/$inference_model" || true
+        done
+    fi
     end_stage 27
 fi
 
 if run_stage 28 "sparse-sharing SSL pre-training ($ssl_share_epochs epochs, the per-language masks) -> $ssl_root/ssl_shared"; then
     pairs=()
-    for l in $plugin_langs; do pairs+=("$l=$ssl_root/ssl_imp/train_$l"); done
+    for l in $plugin_langs; do pairs+=("$l=$ssl_masks_dir/train_$l"); done
     mkdir -p "$ssl_root/ssl_shared"
-    if ssl_shared_done; then echo "  $ssl_root/ssl_shared/train: trained already (skipped, masks kept)"
+    if ssl_shared_other; then :
+    elif ssl_shared_done; then echo "  $ssl_root/ssl_shared/train: trained already (skipped, masks kept)"
     elif $python -m espnet_pathways.bin.merge_masks --out "$ssl_root/ssl_shared/init_masks.pt" "${pairs[@]}" \
         > "$ssl_root/ssl_shared/merge_masks.log" 2>&1; then
+        echo "$ssl_masks_id" > "$ssl_root/ssl_shared/masks_from"
         $python local/pathways_config.py --base "$ssl_root/ssl.yaml" --out "$ssl_root/ssl_shared/train.yaml" \
             mode=pathways "languages=[${plugin_langs// /, }]" "init_masks=$ssl_root/ssl_shared/init_masks.pt"
         ssl_train_run "$ssl_root/ssl_shared/train" "$ssl_root/ssl_shared/train.yaml" "$ssl_share_epochs" \

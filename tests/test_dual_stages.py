@@ -125,6 +125,11 @@ def test_bad_dual_options_fail_before_any_stage(args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--ssl_sparsity", "50"], "--ssl_sparsity must be a fraction in (0, 1)"),
+    (["--ssl_sparsity", "en=0.5,fr=0.5"], "--ssl_sparsity 'en=0.5,fr=0.5' gives no value for language 'it'"),
+    (["--ssl_sparsity", "en=0.5,fr=0.5,it=0.3,nl=0.3,de=0.2"], "--ssl_sparsity: 'de' is not one of the languages"),
+    (["--ssl_sparsity", "en=5,fr=0.5,it=0.3,nl=0.3"], "--ssl_sparsity must be a fraction in (0, 1), got '5' for 'en'"),
+    (["--ssl_mask_mode", "lap"], "--ssl_mask_mode must be imp or lth"),
+    (["--ssl_second_iter_layer", "-1"], "--ssl_second_iter_layer must be a non-negative integer"),
     (["--ssl_k", "1"], "--ssl_k must be at least 2"),
     (["--ssl_epochs", "x"], "--ssl_epochs must be a non-negative integer"),
 ])

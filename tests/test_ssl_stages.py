@@ -186,7 +186,7 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
     skip = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", "--stop_stage", "28", *common,
                            "--ssl_dir", str(fresh)], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert skip.returncode == 0, skip.stdout[-3000:] + skip.stderr[-2000:]
-    assert "per-language IMP skipped" in skip.stdout and "trained already (skipped, masks kept)" in skip.stdout
+    assert "per-language pruning skipped" in skip.stdout and "trained already (skipped, masks kept)" in skip.stdout
     assert not (fresh / "ssl_imp").exists() and (fresh / "ssl_shared" / "init_masks.pt").read_bytes() == masks
     again = subprocess.run(sr + ["restore_ssl", "--src", str(saved), "--ssl_dir", str(fresh)],
                            capture_output=True, text=True, timeout=120)
@@ -198,14 +198,17 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_ssl_second_iteration(tiny_recipe, tmp_path):
+def test_tiny_ssl_second_iteration_lth_masks_and_per_language_sparsity(tiny_recipe, tmp_path):
     """--ssl_second_iter_layer k: stage 26 pre-trains on the MFCC targets, clusters block k of that model and pre-trains
-    again from scratch on those targets; a later run with the other setting does not reuse the model."""
+    again from scratch on those targets; --ssl_mask_mode lth with per-language --ssl_sparsity in stages 27-28; later
+    runs with other settings do not reuse those models or masks."""
     common = [*tiny_recipe.common, "--expdir", str(copy_exp(tiny_recipe, tmp_path / "exp")), "--ssl_k", "4",
-              "--ssl_epochs", "1"]
+              "--ssl_epochs", "1", "--ssl_share_epochs", "1", "--plugin_epochs", "1", "--prune_interval", "2",
+              "--prune_rounds", "1"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    run = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "25", "--stop_stage", "26", *common,
-                          "--ssl_second_iter_layer", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    run = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "25", "--stop_stage", "28", *common,
+                          "--ssl_second_iter_layer", "1", "--ssl_mask_mode", "lth", "--ssl_sparsity", "en=0.5,fr=0.3"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     sroot = tmp_path / "exp" / "ssl"
     assert json.loads((sroot / "targets_layer1" / "kmeans.json").read_text())["feature"] == "layer1"
@@ -217,6 +220,16 @@ def test_tiny_ssl_second_iteration(tiny_recipe, tmp_path):
     assert one.keys() == two.keys() and not torch.equal(one[enc], two[enc])  # iteration 2 starts from scratch
     log = (sroot / "ssl_dense" / "train.log").read_text()
     assert "targets_layer1/train/text" in log and "ssl_dense_it1" not in log
+    assert (sroot / "ssl_lth" / "train_fr" / "targets").read_text().strip() == "targets_layer1"
+    assert "mode: lth" in (sroot / "ssl_lth" / "train_en.yaml").read_text() and not (sroot / "ssl_imp").exists()
+    shared = PathwayMasks.load(sroot / "ssl_shared" / "init_masks.pt")
+    sp = {lang: shared[lang].sparsity() for lang in shared.languages}
+    assert abs(sp["en"] - 0.5) < 0.01 and abs(sp["fr"] - 0.3) < 0.01, sp
+    assert (sroot / "ssl_shared" / "masks_from").read_text().strip() == "mode=lth sparsity=en=0.5,fr=0.3"
+    imp = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "27", "--stop_stage", "28", *common,
+                          "--ssl_second_iter_layer", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert imp.returncode == 1 and not (sroot / "ssl_imp").exists()
+    assert "its masks are from 'mode=lth sparsity=en=0.5,fr=0.3', not 'mode=imp sparsity=0.5'" in imp.stderr
     other = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", "--stop_stage", "26", *common],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert other.returncode == 1
