@@ -18,7 +18,12 @@ and ``<ssl_dir>/report.json``:
   for pathway fine-tuning one bit per encoder element and language for the masks);
 * the claims, each with per-seed differences, the pooled paired bootstrap interval and the
   verdict rule of ``espnet_pathways.stats.verdict`` (local/report.py's ``compare``), on the
-  high- and the low-resource languages separately.
+  high- and the low-resource languages separately;
+* the pre-training runs' last validation epoch (``ssl_dense/``, ``ssl_dense_it1/``,
+  ``ssl_imp|ssl_lth/train_<l>/``, ``ssl_shared/train/``: ``train.log`` or a results set's
+  ``train_log_epochs.txt``) and the per-language masks (``ssl_shared/init_masks.pt`` or
+  ``models/init_masks.pt``): sparsity, IoU between languages, share of elements held by
+  every language / by one / by none.
 
 Errors: one line, exit 2.  Exit 1 when no system has results.
 """
@@ -91,6 +96,66 @@ def resource_levels(shape_file: Path | None, langs, low_ratio: float) -> dict[st
                 frames[lang] += int(shape.split(",")[0])
     top = max(frames.values()) or 1
     return {lang: ("L" if n < low_ratio * top else "H") for lang, n in frames.items()}
+
+
+def pretraining_section(ssl_dir: Path, langs) -> tuple[list[str], list[dict]]:
+    """The pre-training runs' last validation epoch: SSL loss and masked-frame accuracy (per language if logged)."""
+    from espnet_pathways.train_log import epoch_results
+
+    runs = [("dense SSL (stage 26)", ssl_dir / "ssl_dense"), ("dense SSL, iteration 1", ssl_dir / "ssl_dense_it1")]
+    for mode in ("imp", "lth"):
+        runs += [(f"{lang} sub-network, {mode.upper()} (stage 27)", ssl_dir / f"ssl_{mode}" / f"train_{lang}")
+                 for lang in langs]
+    runs.append(("sparse sharing (stage 28)", ssl_dir / "ssl_shared" / "train"))
+    rows, out = [], []
+    for label, d in runs:
+        # an experiment dir has train.log; a saved results set (local/save_results.py) its epoch lines
+        log = d / "train.log" if (d / "train.log").is_file() else d / "train_log_epochs.txt"
+        res = epoch_results(log)
+        if not res:
+            continue
+        last, f = res[-1], res[-1].field
+        per_lang = {x: float(v) for x in langs if (v := f(last.valid, f"loss_{x}"))}
+        entry = dict(run=label, epochs=last.epoch, valid_loss=float(f(last.valid, "loss") or "nan"),
+                     masked_accuracy=float(f(last.valid, "acc_m") or "nan"), valid_loss_per_language=per_lang)
+        out.append(entry)
+        rows.append(f"| {label} | {last.epoch} | {entry['valid_loss']:.3f} | {entry['masked_accuracy']:.3f} | "
+                    + (", ".join(f"{x} {v:.3f}" for x, v in per_lang.items()) or "–") + " |")
+    if not rows:
+        return [], []
+    return ["## Pre-training", "", "Last epoch of each run on the dev set of all languages (a monolingual run: its "
+            "language's dev utterances): the masked-prediction loss and the accuracy on masked frames "
+            "(chance: 1/k).", "", "| Run | Epochs | Valid loss | Masked accuracy | Valid loss per language |",
+            "|---|---|---|---|---|", *rows, ""], out
+
+
+def subnetworks_section(ssl_dir: Path) -> tuple[list[str], dict | None]:
+    """The per-language masks sparse sharing trained with: sparsity, overlap, how widely each weight is shared."""
+    import torch
+
+    from espnet_pathways.masks import PathwayMasks
+
+    path = ssl_dir / "ssl_shared" / "init_masks.pt"
+    if not path.is_file():
+        path = ssl_dir / "models" / "init_masks.pt"  # a saved results set
+    if not path.is_file():
+        return [], None
+    masks = PathwayMasks.load(path)
+    langs = list(masks.languages)
+    held = torch.zeros(len(langs) + 1, dtype=torch.long)
+    for c in masks.holders().counts.values():
+        held += torch.bincount(c.flatten().long(), minlength=len(langs) + 1)
+    total = int(held.sum())
+    share = [int(n) / total for n in held]
+    iou = masks.overlap()
+    sparsity = masks.sparsity()
+    md = ["## The per-language sub-networks", "",
+          f"The masks of sparse-sharing pre-training (and of pathway fine-tuning): {total:,} prunable encoder elements. "
+          f"Held by every language: {100 * share[-1]:.1f}%; by exactly one: {100 * share[1]:.1f}%; by none: "
+          f"{100 * share[0]:.1f}%.", "",
+          "| Language | Sparsity | " + " | ".join(f"IoU with {x}" for x in langs) + " |", "|" + "---|" * (len(langs) + 2)]
+    md += [f"| {a} | {sparsity[a]:.3f} | " + " | ".join(f"{iou[a][b]:.3f}" for b in langs) + " |" for a in langs]
+    return md + [""], dict(elements=total, held_by=dict(enumerate(share)), sparsity=sparsity, iou=iou)
 
 
 def main(argv=None) -> int:
@@ -172,14 +237,17 @@ def report(args) -> int:
     claims.append(("standard SSL beats no pre-training (all languages)", "standard SSL (dense)", "no pre-training", langs))
     section, out_claims = claims_section(systems, claims, st)
     md += section
+    pre_md, pretraining = pretraining_section(args.ssl_dir, langs)
+    sub_md, subnetworks = subnetworks_section(args.ssl_dir)
+    md += [""] + pre_md + sub_md
     (args.ssl_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     table = {label: dict(added_params=cost[label][0] if cost[label] else None,
                          added_bytes=cost[label][1] if cost[label] else None,
                          **{m: {x: systems[label].cell(m, x)[0] for x in langs} for m in METRICS})
              for label in systems}
     (args.ssl_dir / "report.json").write_text(
-        json.dumps(dict(langs=langs, seeds=seeds, levels=levels, subset=subset, rows=table, claims=out_claims),
-                   indent=1) + "\n", encoding="utf-8")
+        json.dumps(dict(langs=langs, seeds=seeds, levels=levels, subset=subset, rows=table, claims=out_claims,
+                        pretraining=pretraining, subnetworks=subnetworks), indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.ssl_dir / 'RESULTS.md'}")
     return 0
 

@@ -154,6 +154,15 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
     assert "--language" in (sroot / "seed0" / "adapters" / "eval_dense_streaming" / "decode" / "en_test.log").read_text()
     verdicts = {c["claim"]: c["verdict"] for c in srep["claims"]}
     assert verdicts["sparse sharing beats language adapters (all languages)"] == "not tested"  # shared_ssl not run
+    sub = srep["subnetworks"]  # the masks sparse sharing trained with, as the report describes them
+    assert sub["elements"] == shared["en"].numel()
+    assert abs(sum(sub["held_by"].values()) - 1) < 1e-9 and sub["sparsity"].keys() == {"en", "fr"}
+    assert sub["iou"]["en"]["en"] == 1.0 and 0 < sub["iou"]["en"]["fr"] < 1
+    runs = {r["run"]: r for r in srep["pretraining"]}
+    assert set(runs) == {"dense SSL (stage 26)", "en sub-network, IMP (stage 27)", "fr sub-network, IMP (stage 27)",
+                         "sparse sharing (stage 28)"}
+    assert runs["sparse sharing (stage 28)"]["valid_loss_per_language"].keys() == {"en", "fr"}
+    assert "## The per-language sub-networks" in (sroot / "RESULTS.md").read_text()
     assert verdicts["sparse sharing + pathway FT beats language adapters (all languages)"] == "inconclusive"
     saved = tmp_path / "saved"
     keep = subprocess.run([sys.executable, str(ROOT / "local" / "save_results.py"), "ssl", "--ssl_dir", str(sroot),
