@@ -149,13 +149,46 @@ def subnetworks_section(ssl_dir: Path) -> tuple[list[str], dict | None]:
     share = [int(n) / total for n in held]
     iou = masks.overlap()
     sparsity = masks.sparsity()
+    oneshot = magnitude_iou(ssl_dir, masks)
     md = ["## The per-language sub-networks", "",
           f"The masks of sparse-sharing pre-training (and of pathway fine-tuning): {total:,} prunable encoder elements. "
           f"Held by every language: {100 * share[-1]:.1f}%; by exactly one: {100 * share[1]:.1f}%; by none: "
-          f"{100 * share[0]:.1f}%.", "",
-          "| Language | Sparsity | " + " | ".join(f"IoU with {x}" for x in langs) + " |", "|" + "---|" * (len(langs) + 2)]
-    md += [f"| {a} | {sparsity[a]:.3f} | " + " | ".join(f"{iou[a][b]:.3f}" for b in langs) + " |" for a in langs]
-    return md + [""], dict(elements=total, held_by=dict(enumerate(share)), sparsity=sparsity, iou=iou)
+          f"{100 * share[0]:.1f}%." + (" Last column: IoU with one-shot magnitude pruning of the dense SSL model at "
+                                       "the language's sparsity (no language data at all)." if oneshot else ""), "",
+          "| Language | Sparsity | " + " | ".join(f"IoU with {x}" for x in langs)
+          + (" | IoU with one-shot magnitude |" if oneshot else " |"), "|" + "---|" * (len(langs) + 2 + bool(oneshot))]
+    md += [f"| {a} | {sparsity[a]:.3f} | " + " | ".join(f"{iou[a][b]:.3f}" for b in langs)
+           + (f" | {oneshot[a]:.3f} |" if oneshot else " |") for a in langs]
+    return md + [""], dict(elements=total, held_by=dict(enumerate(share)), sparsity=sparsity, iou=iou,
+                           iou_with_oneshot_magnitude=oneshot)
+
+
+def magnitude_iou(ssl_dir: Path, masks) -> dict[str, float] | None:
+    """Per language: IoU of its mask with one-shot magnitude pruning of the dense SSL model (stage 26) at the
+    same sparsity and scope (stage 27's ``pathways.scope``, default per tensor): how much of the mask the
+    language's own pruning run decided.  None without the dense model."""
+    import torch
+    import yaml
+
+    from espnet_pathways.pruning import magnitude_prune
+
+    model = next((p for p in (ssl_dir / "ssl_dense" / "valid.loss.ave.pth", ssl_dir / "models" / "ssl_dense_bf16.pth")
+                  if p.is_file()), None)
+    if model is None:
+        return None
+    sd = torch.load(model, map_location="cpu", weights_only=True)
+    missing = [n for n in masks.names if n not in sd]
+    if missing:
+        raise ReportError(f"{model}: no tensor {missing[0]!r} of the masks (not the model they were found on)")
+    weights = {n: sd[n].float() for n in masks.names}
+    out = {}
+    for lang in masks.languages:
+        cfg = next((p for p in (ssl_dir / f"ssl_{m}" / f"train_{lang}.yaml" for m in ("imp", "lth")) if p.is_file()),
+                   None)
+        scope = (yaml.safe_load(cfg.read_text()).get("pathways") or {}).get("scope", "tensor") if cfg else "tensor"
+        ref = magnitude_prune(weights, masks[lang].sparsity(), names=masks.names, scope=scope).masks
+        out[lang] = masks[lang].iou(ref)
+    return out
 
 
 def main(argv=None) -> int:

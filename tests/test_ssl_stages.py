@@ -158,6 +158,8 @@ def test_tiny_ssl_stages_end_to_end(tiny_recipe, tmp_path):
     assert sub["elements"] == shared["en"].numel()
     assert abs(sum(sub["held_by"].values()) - 1) < 1e-9 and sub["sparsity"].keys() == {"en", "fr"}
     assert sub["iou"]["en"]["en"] == 1.0 and 0 < sub["iou"]["en"]["fr"] < 1
+    assert sub["iou_with_oneshot_magnitude"].keys() == {"en", "fr"}
+    assert all(0 < v <= 1 for v in sub["iou_with_oneshot_magnitude"].values())
     runs = {r["run"]: r for r in srep["pretraining"]}
     assert set(runs) == {"dense SSL (stage 26)", "en sub-network, IMP (stage 27)", "fr sub-network, IMP (stage 27)",
                          "sparse sharing (stage 28)"}
