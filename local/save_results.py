@@ -197,7 +197,8 @@ def save_ssl(ssl: Path, out: Path, models: bool = False) -> None:
         return  # pre-training only so far: the models, no report yet
     save_pathways(ssl, out, "--ssl_dir", 31)
     for pattern in ("ssl.yaml", "targets/kmeans.json", "targets_layer*/kmeans.json", "ft_data/summary.json",
-                    "ssl_imp/*.yaml", "ssl_lth/*.yaml", "ssl_shared/*.yaml", "ssl_shared/merge_masks.log"):
+                    "ssl_imp/*.yaml", "ssl_lth/*.yaml", "ssl_shared/*.yaml", "ssl_shared/merge_masks.log",
+                    "lanes/times"):  # lanes/: results/ssl_cpu_v1/lanes.sh's step times
         for f in sorted(ssl.glob(pattern)):
             copy(f, out / f.relative_to(ssl))
     for log in sorted([*ssl.glob("ssl_dense/train.log"), *ssl.glob("ssl_dense_it1/train.log"),
