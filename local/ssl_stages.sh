@@ -107,8 +107,9 @@ fi
 # This is also what lets a later session start from pre-trained models restored from a results
 # set (local/save_results.py restore_ssl) without the per-language IMP runs.
 ssl_shared_done() { [ -f "$ssl_root/ssl_shared/train/$inference_model" ] && [ -f "$ssl_root/ssl_shared/init_masks.pt" ]; }
-ssl_masks_id="mode=$ssl_mask_mode sparsity=$ssl_sparsity"  # what stage 28 records in ssl_shared/masks_from
-ssl_shared_other() {  # status 0 (and a one-line error) when ssl_shared/ holds masks of other stage-27 options
+# what stage 28 records in ssl_shared/masks_from: the stage-27 options and the targets of the dense SSL model
+ssl_masks_id="mode=$ssl_mask_mode sparsity=$ssl_sparsity targets=${ssl_targets##*/}"
+ssl_shared_other() {  # status 0 (and a one-line error) when ssl_shared/ holds masks of other options
     local was
     was=$(cat "$ssl_root/ssl_shared/masks_from" 2>/dev/null) || return 1
     [ "$was" != "$ssl_masks_id" ] || return 1

@@ -236,11 +236,12 @@ def test_tiny_ssl_second_iteration_lth_masks_and_per_language_sparsity(tiny_reci
     shared = PathwayMasks.load(sroot / "ssl_shared" / "init_masks.pt")
     sp = {lang: shared[lang].sparsity() for lang in shared.languages}
     assert abs(sp["en"] - 0.5) < 0.01 and abs(sp["fr"] - 0.3) < 0.01, sp
-    assert (sroot / "ssl_shared" / "masks_from").read_text().strip() == "mode=lth sparsity=en=0.5,fr=0.3"
+    assert (sroot / "ssl_shared" / "masks_from").read_text().strip() == "mode=lth sparsity=en=0.5,fr=0.3 targets=targets_layer1"
     imp = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "27", "--stop_stage", "28", *common,
                           "--ssl_second_iter_layer", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert imp.returncode == 1 and not (sroot / "ssl_imp").exists()
-    assert "its masks are from 'mode=lth sparsity=en=0.5,fr=0.3', not 'mode=imp sparsity=0.5'" in imp.stderr
+    assert ("its masks are from 'mode=lth sparsity=en=0.5,fr=0.3 targets=targets_layer1', "
+            "not 'mode=imp sparsity=0.5 targets=targets_layer1'") in imp.stderr
     other = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "26", "--stop_stage", "26", *common],
                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert other.returncode == 1
