@@ -27,7 +27,8 @@ and the sparse-sharing SSL models as bfloat16 (``models/ssl_dense_bf16.pth``,
 ``models/ssl_shared_bf16.pth``, each refused above 10 MB) and the merged per-language masks
 (``models/init_masks.pt``, packed bits); before stage 31 has written a report, ``--models``
 saves only those.  Never audio, fine-tuned checkpoints or optimizer state.  ``restore``: a
-saved dense model back into an experiment dir (``config.yaml`` and ``valid.loss.ave.pth`` in float32, bf16-rounded), so that the plugin stages can start from it
+saved dense model back into an experiment dir (``config.yaml`` and ``valid.loss.ave.pth`` in
+float32, bf16-rounded), so that the plugin stages can start from it
 without retraining (``./run.sh --stage 14 --tag <tag>`` after stages 1-10 on the same
 corpus).  Errors: one line, exit status 1; files are written whole (temporary name, then
 renamed).  ``restore_pathways``: a saved results set's per-seed systems (``system.json``,
@@ -172,10 +173,17 @@ def save_pathways(pw: Path, out: Path, option: str = "--pw_dir", stage: int = 21
 
 
 # What fine-tuning (stages 29-31) starts from: <ssl_dir> path -> name in <out>/models/.
-SSL_MODELS = {"ssl_dense/valid.loss.ave.pth": "ssl_dense_bf16.pth",
+SSL_DENSE = "ssl_dense/valid.loss.ave.pth"
+SSL_MODELS = {SSL_DENSE: "ssl_dense_bf16.pth",
               "ssl_shared/train/valid.loss.ave.pth": "ssl_shared_bf16.pth"}
 SSL_MASKS = "ssl_shared/init_masks.pt"
 SSL_MASKS_FROM = "ssl_shared/masks_from"
+
+
+def ssl_model_file(ssl: Path, rel: str) -> Path | None:
+    """``<ssl>/rel`` (SSL_MODELS or SSL_MASKS) of a run, or its copy in a results set's models/ (None: neither)."""
+    name = SSL_MODELS.get(rel, Path(rel).name)
+    return next((p for p in (ssl / rel, ssl / "models" / name) if p.is_file()), None)
 
 
 def save_ssl_models(ssl: Path, out: Path) -> None:

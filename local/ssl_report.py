@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from report import METRICS, ReportError, Stats, System, check_langs_seeds, claims_section, run_state, seed_list
+from save_results import SSL_DENSE, SSL_MASKS, ssl_model_file
 
 from espnet_pathways.stats import DEFAULT_MIN_SEEDS, DEFAULT_RESAMPLES
 
@@ -135,10 +136,8 @@ def subnetworks_section(ssl_dir: Path) -> tuple[list[str], dict | None]:
 
     from espnet_pathways.masks import PathwayMasks
 
-    path = ssl_dir / "ssl_shared" / "init_masks.pt"
-    if not path.is_file():
-        path = ssl_dir / "models" / "init_masks.pt"  # a saved results set
-    if not path.is_file():
+    path = ssl_model_file(ssl_dir, SSL_MASKS)  # the run's, or a saved results set's
+    if path is None:
         return [], None
     masks = PathwayMasks.load(path)
     langs = list(masks.languages)
@@ -172,8 +171,7 @@ def magnitude_iou(ssl_dir: Path, masks) -> dict[str, float] | None:
 
     from espnet_pathways.pruning import magnitude_prune
 
-    model = next((p for p in (ssl_dir / "ssl_dense" / "valid.loss.ave.pth", ssl_dir / "models" / "ssl_dense_bf16.pth")
-                  if p.is_file()), None)
+    model = ssl_model_file(ssl_dir, SSL_DENSE)
     if model is None:
         return None
     sd = torch.load(model, map_location="cpu", weights_only=True)
